@@ -1,0 +1,303 @@
+// Unit tests of kubesim's pure JSON algorithms (sim/json): patches, schema validation,
+// pruning and defaulting, selectors, JSONPath. No io_context, no sockets.
+#include "sim/json/json_compare.hpp"
+#include "sim/json/json_patch.hpp"
+#include "sim/json/merge_patch.hpp"
+#include "sim/json/strategic_merge.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+namespace json = boost::json;
+using kubesim::json_equal;
+
+namespace {
+
+json::value j(std::string_view s) { return json::parse(s); }
+
+// Compares after parsing both sides, and prints both on failure.
+void check_json(const json::value& got, std::string_view want) {
+  const json::value w = j(want);
+  INFO("got:  " << json::serialize(got));
+  INFO("want: " << json::serialize(w));
+  CHECK(json_equal(got, w));
+}
+
+json::value smp(std::string_view original, std::string_view patch, std::string_view api_version = "apps/v1",
+                std::string_view kind = "Deployment") {
+  const auto* schema = kubesim::strategic_schema(api_version, kind);
+  REQUIRE(schema != nullptr);
+  auto r = kubesim::strategic_merge(j(original), j(patch), *schema);
+  if (!r) FAIL("strategic merge failed: " << r.error().message);
+  return *r;
+}
+
+}  // namespace
+
+TEST_SUITE("sim") {
+
+TEST_CASE("json_equal compares numbers by value and objects without order") {
+  CHECK(json_equal(j("1"), j("1.0")));
+  CHECK(json_equal(j(R"({"a":1,"b":[1,2]})"), j(R"({"b":[1,2.0],"a":1})")));
+  CHECK_FALSE(json_equal(j("[1,2]"), j("[2,1]")));
+  CHECK_FALSE(json_equal(j("1"), j("\"1\"")));
+  CHECK_FALSE(json_equal(j("null"), j("{}")));
+  CHECK(std::string(kubesim::json_type_name(j("2.0"))) == "integer");
+  CHECK(std::string(kubesim::json_type_name(j("2.5"))) == "number");
+}
+
+TEST_CASE("a merge patch follows the RFC 7386 examples") {
+  // RFC 7386 appendix A, row by row.
+  struct row {
+    const char *target, *patch, *result;
+  } rows[] = {
+      {R"({"a":"b"})", R"({"a":"c"})", R"({"a":"c"})"},
+      {R"({"a":"b"})", R"({"b":"c"})", R"({"a":"b","b":"c"})"},
+      {R"({"a":"b"})", R"({"a":null})", R"({})"},
+      {R"({"a":"b","b":"c"})", R"({"a":null})", R"({"b":"c"})"},
+      {R"({"a":["b"]})", R"({"a":"c"})", R"({"a":"c"})"},
+      {R"({"a":"c"})", R"({"a":["b"]})", R"({"a":["b"]})"},
+      {R"({"a":{"b":"c"}})", R"({"a":{"b":"d","c":null}})", R"({"a":{"b":"d"}})"},
+      {R"({"a":[{"b":"c"}]})", R"({"a":[1]})", R"({"a":[1]})"},
+      {R"(["a","b"])", R"(["c","d"])", R"(["c","d"])"},
+      {R"({"a":"b"})", R"(["c"])", R"(["c"])"},
+      {R"({"a":"foo"})", R"(null)", R"(null)"},
+      {R"({"a":"foo"})", R"("bar")", R"("bar")"},
+      {R"({"e":null})", R"({"a":1})", R"({"e":null,"a":1})"},
+      {R"([1,2])", R"({"a":"b","c":null})", R"({"a":"b"})"},
+      {R"({})", R"({"a":{"bb":{"ccc":null}}})", R"({"a":{"bb":{}}})"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.target << " + " << r.patch);
+    check_json(kubesim::merge_patch(j(r.target), j(r.patch)), r.result);
+  }
+}
+
+TEST_CASE("a JSON patch applies every operation of RFC 6902") {
+  auto doc = j(R"({"metadata":{"labels":{"app":"x"}},"spec":{"replicas":1,"list":["a","b"]}})");
+  auto r = kubesim::apply_json_patch(doc, j(R"([
+    {"op":"add","path":"/metadata/labels/a~1b","value":"slash"},
+    {"op":"add","path":"/metadata/labels/t~0x","value":"tilde"},
+    {"op":"replace","path":"/spec/replicas","value":3},
+    {"op":"add","path":"/spec/list/-","value":"c"},
+    {"op":"add","path":"/spec/list/0","value":"z"},
+    {"op":"remove","path":"/spec/list/1"},
+    {"op":"copy","from":"/spec/replicas","path":"/spec/copied"},
+    {"op":"move","from":"/metadata/labels/app","path":"/metadata/labels/moved"},
+    {"op":"test","path":"/spec/replicas","value":3.0}
+  ])"));
+  REQUIRE(r.has_value());
+  check_json(*r, R"({"metadata":{"labels":{"a/b":"slash","t~x":"tilde","moved":"x"}},
+                     "spec":{"replicas":3,"list":["z","b","c"],"copied":3}})");
+  // The input is untouched.
+  check_json(doc, R"({"metadata":{"labels":{"app":"x"}},"spec":{"replicas":1,"list":["a","b"]}})");
+}
+
+TEST_CASE("a failing JSON patch test operation is 422 Invalid with the server's fixed message") {
+  auto r = kubesim::apply_json_patch(j(R"({"spec":{"replicas":1}})"),
+                                     j(R"([{"op":"test","path":"/spec/replicas","value":2},
+                                           {"op":"replace","path":"/spec/replicas","value":5}])"));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 422);
+  CHECK(r.error().reason == "Invalid");
+  CHECK(r.error().message == "the server rejected our request due to an error in our request");
+  CHECK(r.error().detail == "testing value /spec/replicas failed: test failed");
+}
+
+TEST_CASE("JSON patch paths that do not resolve are 422, malformed patch bodies are 400") {
+  const auto doc = j(R"({"spec":{"list":[1,2]}})");
+  for (const char* p : {
+           R"([{"op":"remove","path":"/spec/missing"}])",
+           R"([{"op":"replace","path":"/nope/x","value":1}])",
+           R"([{"op":"add","path":"/a/b/c","value":1}])",
+           R"([{"op":"add","path":"/spec/list/5","value":1}])",
+           R"([{"op":"remove","path":"/spec/list/2"}])",
+           R"([{"op":"move","from":"/spec","path":"/spec/list/0"}])",
+           R"([{"op":"copy","from":"/nothing","path":"/x"}])",
+           R"([{"op":"frobnicate","path":"/spec"}])",
+           R"([{"op":"add","value":1}])",
+           R"([{"op":"add","path":"spec","value":1}])",
+           R"([{"op":"add","path":"/spec/~2","value":1}])",
+       }) {
+    INFO(p);
+    auto r = kubesim::apply_json_patch(doc, j(p));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == 422);
+    CHECK_FALSE(r.error().detail.empty());
+  }
+  for (const char* p : {R"({"op":"add"})", R"(["add"])", R"("x")"}) {
+    INFO(p);
+    auto r = kubesim::apply_json_patch(doc, j(p));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == 400);
+    CHECK(r.error().reason == "BadRequest");
+  }
+}
+
+TEST_CASE("JSON patch keeps evanphx quirks: negative indices and null tests of missing members") {
+  auto r = kubesim::apply_json_patch(j(R"({"l":[1,2,3]})"), j(R"([{"op":"remove","path":"/l/-1"},
+                                                                   {"op":"test","path":"/absent","value":null}])"));
+  REQUIRE(r.has_value());
+  check_json(*r, R"({"l":[1,2]})");
+}
+
+TEST_CASE("a JSON patch with more than 10000 operations is 413") {
+  json::array ops;
+  for (int i = 0; i < 10001; ++i) ops.push_back(j(R"({"op":"test","path":"","value":{}})"));
+  auto r = kubesim::apply_json_patch(j("{}"), ops);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 413);
+}
+
+TEST_CASE("kubectl set image merges the container by name and keeps its other fields") {
+  const char* deploy = R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"podinfo"},
+    "spec":{"template":{"metadata":{"labels":{"app":"podinfo"}},"spec":{"containers":[
+      {"name":"podinfod","image":"podinfo:6.0.0","ports":[{"name":"http","containerPort":9898}]},
+      {"name":"sidecar","image":"envoy:1"}]}}}})";
+  // What kubectl 1.2x sends for `kubectl set image deploy/podinfo podinfod=podinfo:6.0.1`.
+  auto out = smp(deploy, R"({"spec":{"template":{"spec":{"containers":[{"image":"podinfo:6.0.1","name":"podinfod"}]}}}})");
+  check_json(out.at("spec").at("template").at("spec").at("containers"), R"([
+      {"name":"podinfod","image":"podinfo:6.0.1","ports":[{"name":"http","containerPort":9898}]},
+      {"name":"sidecar","image":"envoy:1"}])");
+}
+
+TEST_CASE("kubectl apply's patch with $setElementOrder and last-applied annotation merges and orders") {
+  const char* live = R"({"metadata":{"name":"p","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}",
+                                                               "deployment.kubernetes.io/revision":"1"}},
+    "spec":{"replicas":1,"template":{"spec":{"containers":[
+      {"name":"a","image":"a:1","env":[{"name":"X","value":"1"},{"name":"Y","value":"2"}]},
+      {"name":"b","image":"b:1"}]}}}})";
+  // kubectl apply after changing a's image, removing env Y, adding container c before b.
+  const char* patch = R"({"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"new\":1}"}},
+    "spec":{"template":{"spec":{
+      "$setElementOrder/containers":[{"name":"a"},{"name":"c"},{"name":"b"}],
+      "containers":[{"$setElementOrder/env":[{"name":"X"}],"image":"a:2","name":"a",
+                     "env":[{"$patch":"delete","name":"Y"}]},
+                    {"image":"c:1","name":"c"}]}}}})";
+  auto out = smp(live, patch);
+  check_json(out, R"({"metadata":{"name":"p","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"new\":1}",
+                                                            "deployment.kubernetes.io/revision":"1"}},
+    "spec":{"replicas":1,"template":{"spec":{"containers":[
+      {"name":"a","image":"a:2","env":[{"name":"X","value":"1"}]},
+      {"name":"c","image":"c:1"},
+      {"name":"b","image":"b:1"}]}}}})");
+}
+
+TEST_CASE("strategic merge list keys follow the Go types of each kind") {
+  SUBCASE("container ports merge by containerPort, volumeMounts by mountPath, volumes by name") {
+    auto out = smp(R"({"spec":{"template":{"spec":{"volumes":[{"name":"v1","emptyDir":{}}],
+        "containers":[{"name":"c","ports":[{"containerPort":80,"name":"http"}],"volumeMounts":[{"mountPath":"/a","name":"v1"}]}]}}}})",
+                   R"({"spec":{"template":{"spec":{"volumes":[{"name":"v2","emptyDir":{}}],
+        "containers":[{"name":"c","ports":[{"containerPort":80,"protocol":"TCP"},{"containerPort":81}],
+                        "volumeMounts":[{"mountPath":"/b","name":"v2"}]}]}}}})");
+    auto& spec = out.at("spec").at("template").at("spec");
+    check_json(spec.at("volumes"), R"([{"name":"v2","emptyDir":{}},{"name":"v1","emptyDir":{}}])");
+    check_json(spec.at("containers").at(0).at("ports"),
+               R"([{"containerPort":80,"name":"http","protocol":"TCP"},{"containerPort":81}])");
+    check_json(spec.at("containers").at(0).at("volumeMounts"),
+               R"([{"mountPath":"/b","name":"v2"},{"mountPath":"/a","name":"v1"}])");
+  }
+  SUBCASE("service ports merge by port") {
+    auto out = smp(R"({"spec":{"ports":[{"port":80,"targetPort":8080,"name":"http"}]}})",
+                   R"({"spec":{"ports":[{"port":80,"targetPort":9090}]}})", "v1", "Service");
+    check_json(out.at("spec").at("ports"), R"([{"port":80,"targetPort":9090,"name":"http"}])");
+  }
+  SUBCASE("tolerations, args and envFrom are replaced") {
+    auto out = smp(R"({"spec":{"template":{"spec":{"tolerations":[{"key":"a"}],
+        "containers":[{"name":"c","args":["x","y"],"envFrom":[{"configMapRef":{"name":"a"}}]}]}}}})",
+                   R"({"spec":{"template":{"spec":{"tolerations":[{"key":"b"}],
+        "containers":[{"name":"c","args":["z"],"envFrom":[{"secretRef":{"name":"s"}}]}]}}}})");
+    auto& spec = out.at("spec").at("template").at("spec");
+    check_json(spec.at("tolerations"), R"([{"key":"b"}])");
+    check_json(spec.at("containers").at(0).at("args"), R"(["z"])");
+    check_json(spec.at("containers").at(0).at("envFrom"), R"([{"secretRef":{"name":"s"}}])");
+  }
+  SUBCASE("finalizers merge as a set and ownerReferences by uid") {
+    auto out = smp(R"({"metadata":{"finalizers":["a","b"],"ownerReferences":[{"uid":"1","name":"x"}]}})",
+                   R"({"metadata":{"finalizers":["b","c"],"ownerReferences":[{"uid":"2","name":"y"}]}})", "v1", "ConfigMap");
+    check_json(out.at("metadata").at("finalizers"), R"(["a","b","c"])");
+    check_json(out.at("metadata").at("ownerReferences"), R"([{"uid":"2","name":"y"},{"uid":"1","name":"x"}])");
+  }
+  SUBCASE("status conditions merge by type") {
+    auto out = smp(R"({"status":{"conditions":[{"type":"Available","status":"False"},{"type":"Progressing","status":"True"}]}})",
+                   R"({"status":{"conditions":[{"type":"Available","status":"True"}]}})");
+    check_json(out.at("status").at("conditions"),
+               R"([{"type":"Available","status":"True"},{"type":"Progressing","status":"True"}])");
+  }
+}
+
+TEST_CASE("strategic merge directives: $patch replace and delete, $retainKeys, $deleteFromPrimitiveList") {
+  SUBCASE("$patch: replace on a map replaces it") {
+    auto out = smp(R"({"metadata":{"labels":{"a":"1","b":"2"}}})", R"({"metadata":{"labels":{"$patch":"replace","c":"3"}}})");
+    check_json(out, R"({"metadata":{"labels":{"c":"3"}}})");
+  }
+  SUBCASE("$patch: delete on a map empties it") {
+    auto out = smp(R"({"spec":{"strategy":{"type":"Recreate"}}})", R"({"spec":{"strategy":{"$patch":"delete"}}})");
+    check_json(out, R"({"spec":{"strategy":{}}})");
+  }
+  SUBCASE("a $patch: replace element replaces a merge list") {
+    auto out = smp(R"({"spec":{"template":{"spec":{"containers":[{"name":"a"},{"name":"b"}]}}}})",
+                   R"({"spec":{"template":{"spec":{"containers":[{"name":"c"},{"$patch":"replace"}]}}}})");
+    check_json(out, R"({"spec":{"template":{"spec":{"containers":[{"name":"c"}]}}}})");
+  }
+  SUBCASE("$retainKeys clears the members it does not name") {
+    auto out = smp(R"({"spec":{"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1}}}})",
+                   R"({"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}})");
+    check_json(out, R"({"spec":{"strategy":{"type":"Recreate"}}})");
+  }
+  SUBCASE("$deleteFromPrimitiveList removes finalizers") {
+    auto out = smp(R"({"metadata":{"finalizers":["a","b","c"]}})",
+                   R"({"metadata":{"$deleteFromPrimitiveList/finalizers":["b"]}})");
+    check_json(out, R"({"metadata":{"finalizers":["a","c"]}})");
+  }
+  SUBCASE("null deletes and nulls inside new members vanish") {
+    auto out = smp(R"({"metadata":{"labels":{"a":"1"}},"spec":{"x":1}})",
+                   R"({"metadata":{"labels":{"a":null}},"spec":{"x":null,"y":{"z":null,"w":1}}})");
+    check_json(out, R"({"metadata":{"labels":{}},"spec":{"y":{"w":1}}})");
+  }
+  SUBCASE("$setElementOrder alone reorders a list") {
+    auto out = smp(R"({"spec":{"template":{"spec":{"containers":[{"name":"a"},{"name":"b"}]}}}})",
+                   R"({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"b"},{"name":"a"}]}}}})");
+    check_json(out, R"({"spec":{"template":{"spec":{"containers":[{"name":"b"},{"name":"a"}]}}}})");
+  }
+}
+
+TEST_CASE("strategic merge errors are classified like kube-apiserver's") {
+  const auto* schema = kubesim::strategic_schema("apps/v1", "Deployment");
+  REQUIRE(schema != nullptr);
+  auto run = [&](const char* original, const char* patch) {
+    return kubesim::strategic_merge(j(original), j(patch), *schema);
+  };
+  auto r = run(R"({})", R"([1])");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 400);
+  r = run(R"({"metadata":{"finalizers":["a"]}})", R"({"metadata":{"$deleteFromPrimitiveList":["a"]}})");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 400);
+  CHECK(r.error().message == "invalid patch format of primitive list");
+  r = run(R"({"spec":{"strategy":{}}})", R"({"spec":{"strategy":{"$retainKeys":"type"}}})");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 400);
+  r = run(R"({"spec":{"template":{"spec":{"containers":[{"name":"a"}]}}}})",
+          R"({"spec":{"template":{"spec":{"containers":[{"image":"x"}]}}}})");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 500);
+  CHECK(r.error().message.find("does not contain declared merge key: name") != std::string::npos);
+  r = run(R"({"spec":{"template":{"spec":{"containers":[[1]]}}}})", R"({"spec":{"template":{"spec":{"containers":[[2]]}}}})");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 422);
+  r = run(R"({"metadata":{"labels":{"a":"b"}}})", R"({"metadata":{"labels":{"$patch":"bogus"}}})");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == 500);
+}
+
+TEST_CASE("custom resources have no strategic merge schema") {
+  CHECK(kubesim::strategic_schema("flagger.app/v1beta1", "Canary") == nullptr);
+  CHECK(kubesim::strategic_schema("apps/v1", "Deployment") != nullptr);
+}
+
+}  // TEST_SUITE
