@@ -9,10 +9,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "k8s/http.hpp"
 #include "k8s/http_error.hpp"
@@ -45,17 +47,36 @@ class responder {
   virtual boost::asio::awaitable<boost::system::error_code> end_stream() = 0;
   // Closes the connection without a clean end (a watch cut by fault injection).
   virtual void abort() noexcept = 0;
+
+  // True once the connection is gone: the peer closed it (noticed even while the handler does
+  // not write), abort(), drop_connections() or stop(). Later writes fail at once.
+  virtual bool closed() const noexcept = 0;
+  // Completes when the connection closes (at once if it already has). A handler that waits for
+  // something else (a watch waiting for its next event) races the two so a cut wakes it up:
+  //   auto r = co_await (next_event() || out.wait_closed());
+  // Honours per-operation cancellation, so the `||` above cancels it cleanly when the event wins.
+  virtual boost::asio::awaitable<void> wait_closed() = 0;
 };
 
+// Called once per request. `req`, `peer` and `out` live until the returned coroutine finishes
+// (not longer: do not keep references). The std::function itself lives as long as the server's
+// last connection, so a capturing lambda coroutine is safe here as long as what it captures
+// outlives the server. An exception escaping the handler is logged and answered with 500 (or,
+// once streaming has begun, closes the connection). Requests on one connection are handled one
+// after another; connections run concurrently on the one thread.
 using handler = std::function<boost::asio::awaitable<void>(
     const request& req, const peer_info& peer, responder& out)>;
 
 struct server_options {
-  std::string listen = "127.0.0.1:0";      // host:port; port 0 picks a free one
+  // "127.0.0.1:0", "[::1]:0", "0.0.0.0:8080", "localhost:8080", ":8080" (all IPv4 interfaces);
+  // port 0 picks a free one.
+  std::string listen = "127.0.0.1:0";
   std::optional<tls_server_config> tls;
   std::size_t max_body_bytes = 3u << 20;    // the API server's own limit is 3 MiB; 413 beyond
-  std::chrono::milliseconds header_timeout{30'000};  // idle keep-alive / slow client limit
-  std::chrono::milliseconds write_timeout{30'000};
+  // Limit for reading one whole request (head and body), and so for an idle keep-alive
+  // connection; the connection is closed when it passes. Also the TLS handshake's limit.
+  std::chrono::milliseconds header_timeout{30'000};
+  std::chrono::milliseconds write_timeout{30'000};  // per write (a response, a head, one chunk)
 };
 
 class server {
@@ -66,10 +87,18 @@ class server {
   // Stops accepting and closes every connection. Idempotent.
   virtual void stop() noexcept = 0;
   // Closes every open connection but keeps listening (fault injection: cut all watches).
+  // Handlers of those connections see closed() and wait_closed(), and their writes fail with
+  // errc::closed (errc::cancelled after stop()).
   virtual void drop_connections() noexcept = 0;
+  // Counters for /metrics and tests: connections accepted since start, and open now.
+  virtual std::uint64_t accepted_connections() const noexcept = 0;
+  virtual std::size_t open_connections() const noexcept = 0;
 };
 
 // Binds and starts accepting at once. Errors (address in use, bad TLS material) are values.
+// The server answers on its own, without calling the handler: 400 and close for a malformed
+// request, 413 and close for a body over max_body_bytes, 431 and close for a head over 64 KiB.
+// A failed TLS handshake is logged at debug and closes the connection.
 boost::system::result<std::unique_ptr<server>> start_server(
     boost::asio::any_io_executor ex, server_options opts, handler h);
 
