@@ -3,6 +3,7 @@
 #include "sim/json/json_compare.hpp"
 #include "sim/json/json_patch.hpp"
 #include "sim/json/merge_patch.hpp"
+#include "sim/json/selector.hpp"
 #include "sim/json/strategic_merge.hpp"
 
 #include <boost/json/parse.hpp>
@@ -72,7 +73,7 @@ TEST_CASE("a merge patch follows the RFC 7386 examples") {
       {R"({})", R"({"a":{"bb":{"ccc":null}}})", R"({"a":{"bb":{}}})"},
   };
   for (const auto& r : rows) {
-    INFO(r.target << " + " << r.patch);
+    INFO(std::string(r.target) << " + " << r.patch);
     check_json(kubesim::merge_patch(j(r.target), j(r.patch)), r.result);
   }
 }
@@ -123,14 +124,14 @@ TEST_CASE("JSON patch paths that do not resolve are 422, malformed patch bodies 
            R"([{"op":"add","path":"spec","value":1}])",
            R"([{"op":"add","path":"/spec/~2","value":1}])",
        }) {
-    INFO(p);
+    INFO(std::string(p));
     auto r = kubesim::apply_json_patch(doc, j(p));
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == 422);
     CHECK_FALSE(r.error().detail.empty());
   }
   for (const char* p : {R"({"op":"add"})", R"(["add"])", R"("x")"}) {
-    INFO(p);
+    INFO(std::string(p));
     auto r = kubesim::apply_json_patch(doc, j(p));
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == 400);
@@ -298,6 +299,118 @@ TEST_CASE("strategic merge errors are classified like kube-apiserver's") {
 TEST_CASE("custom resources have no strategic merge schema") {
   CHECK(kubesim::strategic_schema("flagger.app/v1beta1", "Canary") == nullptr);
   CHECK(kubesim::strategic_schema("apps/v1", "Deployment") != nullptr);
+}
+
+TEST_CASE("label selector strings parse and match like kubectl's -l") {
+  auto labels = j(R"({"app":"podinfo","tier":"web","version":"2"})").as_object();
+  struct row {
+    const char* selector;
+    bool match;
+  } rows[] = {
+      {"", true},
+      {"app=podinfo", true},
+      {"app==podinfo", true},
+      {"app = podinfo", true},
+      {"app!=podinfo", false},
+      {"app!=other", true},
+      {"missing!=x", true},
+      {"app in (podinfo, other)", true},
+      {"app in (a,b)", false},
+      {"app notin (a,b)", true},
+      {"missing notin (a)", true},
+      {"tier", true},
+      {"!tier", false},
+      {"!missing", true},
+      {"app=podinfo,tier=web", true},
+      {"app=podinfo,tier=db", false},
+      {"version>1", true},
+      {"version<2", false},
+      {"app in (podinfo),!missing,tier", true},
+      {"example.com/team", false},
+      {"app=", false},
+      {"in=in", false},
+  };
+  for (const auto& r : rows) {
+    INFO(std::string(r.selector));
+    auto sel = kubesim::parse_label_selector(r.selector);
+    REQUIRE(sel.has_value());
+    CHECK(sel->matches(&labels) == r.match);
+  }
+  CHECK(kubesim::parse_label_selector("tier in (b,a),app=x")->to_string() == "app=x,tier in (a,b)");
+  CHECK(kubesim::parse_label_selector("!a,b")->to_string() == "!a,b");
+}
+
+TEST_CASE("bad label selectors fail with the apiserver's wording") {
+  struct row {
+    const char *selector, *message;
+  } rows[] = {
+      {"app in a", "unable to parse requirement: found 'a' expected: '('"},
+      {"app in (a", "unable to parse requirement: found '', expected: ',' or ')'"},
+      {"app=a b", "found 'b', expected: ',' or 'end of string'"},
+      {"app,", "found '', expected: identifier after ','"},
+      {"=x", "found '=', expected: !, identifier, or 'end of string'"},
+      {"app x", "unable to parse requirement: found 'x', expected: in, notin, =, ==, !=, gt, lt"},
+      {"a$b=c", "unable to parse requirement: key: Invalid value: \"a$b\": name part must consist of alphanumeric characters"},
+      {"app=a$", "unable to parse requirement: values[0]: Invalid value: \"a$\": a valid label must be an empty string"},
+      {"Example.com/x=y", "prefix part a lowercase RFC 1123 subdomain"},
+      {"version>abc", "the value must be an integer"},
+      {"a>=1", "unable to parse requirement: found '=', expected: identifier"},
+      {"a=(", "unable to parse requirement: found '(', expected: identifier"},
+  };
+  for (const auto& r : rows) {
+    INFO(std::string(r.selector));
+    auto sel = kubesim::parse_label_selector(r.selector);
+    REQUIRE_FALSE(sel.has_value());
+    INFO(sel.error().message);
+    CHECK(sel.error().message.find(r.message) != std::string::npos);
+  }
+}
+
+TEST_CASE("LabelSelector objects select with matchLabels and matchExpressions") {
+  auto pod = j(R"({"metadata":{"labels":{"app":"podinfo","track":"canary"}}})").as_object();
+  auto sel = kubesim::label_selector_from_object(j(R"({"matchLabels":{"app":"podinfo"},
+      "matchExpressions":[{"key":"track","operator":"In","values":["canary","primary"]},
+                          {"key":"legacy","operator":"DoesNotExist"}]})"));
+  REQUIRE(sel.has_value());
+  CHECK(sel->matches_object(pod));
+  CHECK(sel->to_string() == "app=podinfo,!legacy,track in (canary,primary)");
+  auto none = kubesim::label_selector_from_object(j("null"));
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->matches_object(pod));
+  auto all = kubesim::label_selector_from_object(j("{}"));
+  REQUIRE(all.has_value());
+  CHECK(all->matches_object(j("{}").as_object()));
+  auto bad = kubesim::label_selector_from_object(j(R"({"matchExpressions":[{"key":"a","operator":"Equals","values":["b"]}]})"));
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message == "\"Equals\" is not a valid label selector operator");
+  auto empty_in = kubesim::label_selector_from_object(j(R"({"matchExpressions":[{"key":"a","operator":"In"}]})"));
+  REQUIRE_FALSE(empty_in.has_value());
+  auto svc = kubesim::label_selector_from_map(j(R"({"app":"podinfo"})").as_object());
+  CHECK(svc.matches_object(pod));
+  CHECK_FALSE(svc.matches_object(j(R"({"metadata":{"labels":{"app":"other"}}})").as_object()));
+}
+
+TEST_CASE("field selectors support metadata.name and metadata.namespace, and refuse other fields") {
+  auto obj = j(R"({"metadata":{"name":"podinfo","namespace":"test"},"status":{"phase":"Running"}})").as_object();
+  auto by_name = kubesim::parse_field_selector("metadata.name=podinfo");
+  REQUIRE(by_name.has_value());
+  CHECK(by_name->matches(obj));
+  auto both = kubesim::parse_field_selector("metadata.name==podinfo,metadata.namespace!=test");
+  REQUIRE(both.has_value());
+  CHECK_FALSE(both->matches(obj));
+  auto escaped = kubesim::parse_field_selector(R"(metadata.name=a\,b)");
+  REQUIRE(escaped.has_value());
+  CHECK(escaped->requirements().at(0).value == "a,b");
+  auto unsupported = kubesim::parse_field_selector("spec.replicas=1");
+  REQUIRE_FALSE(unsupported.has_value());
+  CHECK(unsupported.error().message == "field label not supported: spec.replicas");
+  auto pods = kubesim::parse_field_selector("status.phase=Running", {"status.phase"});
+  REQUIRE(pods.has_value());
+  CHECK(pods->matches(obj));
+  auto garbage = kubesim::parse_field_selector("metadata.name");
+  REQUIRE_FALSE(garbage.has_value());
+  CHECK(garbage.error().message == "invalid selector: 'metadata.name'; can't understand 'metadata.name'");
+  CHECK(kubesim::parse_field_selector("").has_value());
 }
 
 }  // TEST_SUITE
