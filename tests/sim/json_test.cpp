@@ -2,6 +2,7 @@
 // pruning and defaulting, selectors, JSONPath. No io_context, no sockets.
 #include "sim/json/json_compare.hpp"
 #include "sim/json/json_patch.hpp"
+#include "sim/json/jsonpath.hpp"
 #include "sim/json/merge_patch.hpp"
 #include "sim/json/selector.hpp"
 #include "sim/json/strategic_merge.hpp"
@@ -411,6 +412,44 @@ TEST_CASE("field selectors support metadata.name and metadata.namespace, and ref
   REQUIRE_FALSE(garbage.has_value());
   CHECK(garbage.error().message == "invalid selector: 'metadata.name'; can't understand 'metadata.name'");
   CHECK(kubesim::parse_field_selector("").has_value());
+}
+
+TEST_CASE("JSONPath finds what printer columns and kubectl -o jsonpath ask for") {
+  const auto canary = j(R"({"metadata":{"name":"podinfo","creationTimestamp":"2024-01-01T00:00:00Z",
+                                         "labels":{"app.kubernetes.io/name":"podinfo"}},
+    "spec":{"analysis":{"maxWeight":50}},
+    "status":{"phase":"Succeeded","canaryWeight":0,
+              "conditions":[{"type":"Promoted","status":"True"},{"type":"Ready","status":"False"}]}})");
+  auto texts = [&](std::string_view expr) {
+    auto p = kubesim::jsonpath::parse(expr);
+    REQUIRE(p.has_value());
+    std::vector<std::string> out;
+    for (const auto* v : p->find(canary)) out.push_back(kubesim::jsonpath_text(*v));
+    return out;
+  };
+  using v = std::vector<std::string>;
+  CHECK(texts(".status.phase") == v{"Succeeded"});
+  CHECK(texts("{.spec.analysis.maxWeight}") == v{"50"});
+  CHECK(texts("$.status.canaryWeight") == v{"0"});
+  CHECK(texts(".status.conditions[?(@.type==\"Promoted\")].status") == v{"True"});
+  CHECK(texts(".status.conditions[?(@.type=='Ready')].status") == v{"False"});
+  CHECK(texts(".status.conditions[?(@.status!=\"True\")].type") == v{"Ready"});
+  CHECK(texts(".status.conditions[?(@.type)].type") == v{"Promoted", "Ready"});
+  CHECK(texts(".metadata.creationTimestamp") == v{"2024-01-01T00:00:00Z"});
+  CHECK(texts(".metadata.labels['app.kubernetes.io/name']") == v{"podinfo"});
+  CHECK(texts(".status.conditions[0].type") == v{"Promoted"});
+  CHECK(texts(".status.conditions[-1].type") == v{"Ready"});
+  CHECK(texts(".status.conditions[*].type") == v{"Promoted", "Ready"});
+  CHECK(texts("..type") == v{"Promoted", "Ready"});
+  CHECK(texts("status.phase") == v{"Succeeded"});
+  CHECK(texts(".spec.analysis") == v{R"({"maxWeight":50})"});
+  CHECK(texts(".status.missing").empty());
+  CHECK(texts(".status.conditions[5]").empty());
+  CHECK(texts(".spec.analysis[?(@>10)]") == v{"50"});
+  for (const char* bad : {".a[", ".a[x]", ".a[?(@.b==)]", "{.a", ".a.."}) {
+    INFO(std::string(bad));
+    CHECK_FALSE(kubesim::jsonpath::parse(bad).has_value());
+  }
 }
 
 }  // TEST_SUITE
