@@ -103,7 +103,9 @@ TEST_CASE("the usage text lists every Flagger flag") {
                  "-selector-labels", "-include-label-prefix", "-enable-leader-election", "-leader-election-namespace",
                  "-kubeconfig-qps", "-kubeconfig-burst", "-slack-url", "-slack-channel", "-slack-user", "-event-webhook",
                  "-enable-config-tracking", "-version"})
-    CHECK_MESSAGE(u.find(std::string(f) + " ") != std::string::npos, f);
+    CHECK_MESSAGE((u.find("  " + std::string(f) + " ") != std::string::npos ||
+                   u.find("  " + std::string(f) + "\n") != std::string::npos),
+                  std::string(f));
 }
 
 TEST_CASE("the metrics registry renders the Prometheus text format") {
