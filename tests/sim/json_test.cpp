@@ -4,6 +4,7 @@
 #include "sim/json/json_patch.hpp"
 #include "sim/json/jsonpath.hpp"
 #include "sim/json/merge_patch.hpp"
+#include "sim/json/schema.hpp"
 #include "sim/json/selector.hpp"
 #include "sim/json/strategic_merge.hpp"
 
@@ -11,8 +12,15 @@
 #include <boost/json/serialize.hpp>
 
 #include <doctest/doctest.h>
+#include <yaml-cpp/yaml.h>
 
+#include "tests/support/process.hpp"
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace json = boost::json;
 using kubesim::json_equal;
@@ -36,6 +44,47 @@ json::value smp(std::string_view original, std::string_view patch, std::string_v
   auto r = kubesim::strategic_merge(j(original), j(patch), *schema);
   if (!r) FAIL("strategic merge failed: " << r.error().message);
   return *r;
+}
+
+
+// YAML to JSON the way sigs.k8s.io/yaml reads manifests: plain scalars become null, booleans
+// and numbers where they look like them; quoted scalars stay strings.
+json::value yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Sequence: {
+      json::array a;
+      for (const auto& e : n) a.push_back(yaml_to_json(e));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json::object o;
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Scalar: break;
+  }
+  const std::string s = n.Scalar();
+  if (n.Tag() == "!") return json::string(s);
+  if (s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  std::int64_t i = 0;
+  if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i); ec == std::errc() && p == s.data() + s.size()) return i;
+  double d = 0;
+  if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), d); ec == std::errc() && p == s.data() + s.size() && !s.empty() &&
+      s.find_first_not_of("0123456789.eE+-") == std::string::npos) {
+    return d;
+  }
+  return json::string(s);
+}
+
+std::vector<json::value> load_yaml_documents(const std::string& path) {
+  std::vector<json::value> out;
+  for (const auto& doc : YAML::LoadAllFromFile(path))
+    if (doc.IsMap()) out.push_back(yaml_to_json(doc));
+  return out;
 }
 
 }  // namespace
@@ -450,6 +499,176 @@ TEST_CASE("JSONPath finds what printer columns and kubectl -o jsonpath ask for")
     INFO(std::string(bad));
     CHECK_FALSE(kubesim::jsonpath::parse(bad).has_value());
   }
+}
+
+TEST_CASE("schema validation reports kube-openapi's messages") {
+  const auto schema = j(R"({"type":"object","required":["spec"],"properties":{
+    "spec":{"type":"object","required":["targetRef"],"properties":{
+      "targetRef":{"type":"object","properties":{"name":{"type":"string","minLength":1,"maxLength":5}}},
+      "maxWeight":{"type":"number","maximum":100,"minimum":0},
+      "step":{"type":"integer","exclusiveMinimum":true,"minimum":0},
+      "provider":{"type":"string","enum":["istio","linkerd"]},
+      "name":{"type":"string","pattern":"^[a-z]+$"},
+      "port":{"x-kubernetes-int-or-string":true},
+      "hosts":{"type":"array","maxItems":2,"minItems":1,"items":{"type":"string"}},
+      "maybe":{"type":"string","nullable":true},
+      "labels":{"type":"object","additionalProperties":{"type":"string"}}}}}})");
+  auto errors_of = [&](std::string_view spec) {
+    json::value obj = j(R"({"apiVersion":"x/v1","kind":"X","metadata":{"name":"a"}})");
+    obj.as_object()["spec"] = j(spec);
+    std::vector<std::string> out;
+    for (const auto& e : kubesim::validate(schema, obj)) out.push_back(e.text());
+    return out;
+  };
+  using v = std::vector<std::string>;
+  CHECK(errors_of(R"({"targetRef":{"name":"x"},"maxWeight":50,"step":1,"provider":"istio","name":"abc","port":"http",
+                      "hosts":["a"],"maybe":null,"labels":{"a":"b"}})")
+            .empty());
+  CHECK(errors_of(R"({})") == v{"spec.targetRef: Required value"});
+  CHECK(errors_of(R"({"targetRef":{},"maxWeight":101})") ==
+        v{"spec.maxWeight: Invalid value: 101: spec.maxWeight in body should be less than or equal to 100"});
+  CHECK(errors_of(R"({"targetRef":{},"maxWeight":-0.5})") ==
+        v{"spec.maxWeight: Invalid value: -0.5: spec.maxWeight in body should be greater than or equal to 0"});
+  CHECK(errors_of(R"({"targetRef":{},"step":0})") ==
+        v{"spec.step: Invalid value: 0: spec.step in body should be greater than 0"});
+  CHECK(errors_of(R"({"targetRef":{},"step":1.5})") ==
+        v{"spec.step: Invalid value: \"number\": spec.step in body must be of type integer: \"number\""});
+  CHECK(errors_of(R"({"targetRef":{},"step":2.0})").empty());
+  CHECK(errors_of(R"({"targetRef":{},"maxWeight":"50"})") ==
+        v{"spec.maxWeight: Invalid value: \"string\": spec.maxWeight in body must be of type number: \"string\""});
+  CHECK(errors_of(R"({"targetRef":{},"provider":"nginx"})") ==
+        v{"spec.provider: Unsupported value: \"nginx\": supported values: \"istio\", \"linkerd\""});
+  CHECK(errors_of(R"({"targetRef":{},"name":"ABC"})") ==
+        v{"spec.name: Invalid value: \"ABC\": spec.name in body should match '^[a-z]+$'"});
+  CHECK(errors_of(R"({"targetRef":{"name":""}})") ==
+        v{"spec.targetRef.name: Invalid value: \"\": spec.targetRef.name in body should be at least 1 chars long"});
+  CHECK(errors_of(R"({"targetRef":{"name":"toolong"}})") == v{"spec.targetRef.name: Too long: may not be longer than 5"});
+  CHECK(errors_of(R"({"targetRef":{},"port":true})") ==
+        v{"spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""});
+  CHECK(errors_of(R"({"targetRef":{},"port":8080})").empty());
+  CHECK(errors_of(R"({"targetRef":{},"hosts":["a","b","c"]})") == v{"spec.hosts: Too many: 3: must have at most 2 items"});
+  CHECK(errors_of(R"({"targetRef":{},"hosts":[]})") ==
+        v{"spec.hosts: Invalid value: 0: spec.hosts in body should have at least 1 items"});
+  CHECK(errors_of(R"({"targetRef":{},"hosts":[1]})") ==
+        v{"spec.hosts[0]: Invalid value: \"integer\": spec.hosts[0] in body must be of type string: \"integer\""});
+  CHECK(errors_of(R"({"targetRef":{},"labels":{"a":1}})") ==
+        v{"spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\""});
+  CHECK(errors_of(R"({"targetRef":null})") ==
+        v{"spec.targetRef: Invalid value: \"null\": spec.targetRef in body must be of type object: \"null\""});
+
+  auto errs = kubesim::validate(schema, j(R"({"metadata":{"name":"a"},"spec":{"maxWeight":200}})"));
+  REQUIRE(errs.size() == 2);
+  CHECK(kubesim::invalid_message("Canary.flagger.app", "podinfo", errs) ==
+        "Canary.flagger.app \"podinfo\" is invalid: [spec.targetRef: Required value, spec.maxWeight: Invalid value: 200: "
+        "spec.maxWeight in body should be less than or equal to 100]");
+  CHECK(errs[0].reason == "FieldValueRequired");
+  CHECK(errs[1].reason == "FieldValueInvalid");
+  CHECK(errs[1].field == "spec.maxWeight");
+}
+
+TEST_CASE("pruning drops undeclared fields except under preserve-unknown-fields and root metadata") {
+  const auto schema = j(R"({"type":"object","properties":{
+    "spec":{"type":"object","properties":{"a":{"type":"string"},
+      "free":{"type":"object","x-kubernetes-preserve-unknown-fields":true,"properties":{"typed":{"type":"object","properties":{"x":{"type":"string"}}}}},
+      "map":{"type":"object","additionalProperties":{"type":"object","properties":{"v":{"type":"string"}}}},
+      "list":{"type":"array","items":{"type":"object","properties":{"n":{"type":"string"}}}},
+      "embedded":{"type":"object","x-kubernetes-embedded-resource":true,"properties":{"spec":{"type":"object"}}}}},
+    "status":{"type":"object","properties":{"phase":{"type":"string"}}}}})");
+  json::value obj = j(R"({"apiVersion":"x/v1","kind":"X","metadata":{"name":"a","labels":{"k":"v"}},"extra":1,
+    "spec":{"a":"x","b":"dropped","free":{"anything":{"goes":1},"typed":{"x":"1","y":"dropped"}},
+            "map":{"k1":{"v":"1","w":"dropped"}},"list":[{"n":"1","m":"dropped"}],
+            "embedded":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{},"junk":1}},
+    "status":{"phase":"Succeeded","invented":"by canaryd"}})");
+  kubesim::prune(schema, obj);
+  check_json(obj, R"({"apiVersion":"x/v1","kind":"X","metadata":{"name":"a","labels":{"k":"v"}},
+    "spec":{"a":"x","free":{"anything":{"goes":1},"typed":{"x":"1"}},
+            "map":{"k1":{"v":"1"}},"list":[{"n":"1"}],
+            "embedded":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{}}},
+    "status":{"phase":"Succeeded"}})");
+}
+
+TEST_CASE("defaults are applied to missing and null fields, and nulls without defaults vanish") {
+  const auto schema = j(R"({"type":"object","properties":{"spec":{"type":"object","properties":{
+      "replicas":{"type":"integer","default":1},
+      "mode":{"type":"string","default":"auto"},
+      "opt":{"type":"string"},
+      "nullable":{"type":"string","nullable":true},
+      "nested":{"type":"object","default":{},"properties":{"x":{"type":"integer","default":7}}},
+      "items":{"type":"array","items":{"type":"object","properties":{"w":{"type":"integer","default":3}}}}}}}})");
+  json::value obj = j(R"({"spec":{"mode":null,"opt":null,"nullable":null,"items":[{},{"w":5}]}})");
+  kubesim::apply_defaults(schema, obj);
+  check_json(obj, R"({"spec":{"replicas":1,"mode":"auto","nullable":null,"nested":{"x":7},"items":[{"w":3},{"w":5}]}})");
+}
+
+TEST_CASE("Flagger's CRDs validate Flagger's examples and prune what the schema lacks") {
+  auto ref = canaryd::test::shared_reference();
+  if (!ref) {
+    MESSAGE("skipped: ../shared/reference is missing");
+    return;
+  }
+  json::value canary_schema;
+  for (const auto& crd : load_yaml_documents((*ref / "flagger" / "crd.yaml").string())) {
+    if (crd.at("spec").at("names").at("kind") == "Canary") {
+      canary_schema = crd.at("spec").at("versions").at(0).at("schema").at("openAPIV3Schema");
+    }
+  }
+  REQUIRE(canary_schema.is_object());
+
+  int examples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(*ref / "flagger" / "examples")) {
+    for (auto obj : load_yaml_documents(entry.path().string())) {
+      if (obj.at("kind") != "Canary") continue;
+      ++examples;
+      INFO(entry.path().string());
+      const json::value before = obj;
+      kubesim::prune(canary_schema, obj);
+      kubesim::apply_defaults(canary_schema, obj);
+      auto errs = kubesim::validate(canary_schema, obj);
+      for (const auto& e : errs) INFO(e.text());
+      CHECK(errs.empty());
+      INFO("after:  " << json::serialize(obj));
+      INFO("before: " << json::serialize(before));
+      CHECK(json_equal(obj, before));  // every field of the examples is declared
+    }
+  }
+  CHECK(examples >= 4);
+
+  json::value canary = load_yaml_documents((*ref / "flagger" / "examples" / "istio-canary.yaml").string()).at(0);
+  auto& spec = canary.as_object()["spec"].as_object();
+  spec["invented"] = "dropped";
+  canary.as_object()["status"] = j(R"({"phase":"Progressing","canaryWeight":10,"myOwnField":"dropped"})");
+  kubesim::prune(canary_schema, canary);
+  CHECK_FALSE(canary.at("spec").as_object().contains("invented"));
+  check_json(canary.at("status"), R"({"phase":"Progressing","canaryWeight":10})");
+
+  auto invalid = canary;
+  invalid.as_object()["spec"].as_object().erase("targetRef");
+  invalid.as_object()["spec"].as_object()["provider"] = "bogus";
+  invalid.as_object()["status"].as_object()["phase"] = "Dancing";
+  std::vector<std::string> texts;
+  for (const auto& e : kubesim::validate(canary_schema, invalid)) texts.push_back(e.text());
+  CHECK(std::find(texts.begin(), texts.end(), "spec.targetRef: Required value") != texts.end());
+  CHECK(std::count_if(texts.begin(), texts.end(), [](const std::string& t) {
+          return t.rfind("spec.provider: Unsupported value: \"bogus\": supported values: \"apisix\", ", 0) == 0;
+        }) == 1);
+  CHECK(std::count_if(texts.begin(), texts.end(), [](const std::string& t) {
+          return t.rfind("status.phase: Unsupported value: \"Dancing\"", 0) == 0;
+        }) == 1);
+
+  // Header matches: oneOf(not anyOf(exact, prefix, regex), exact, prefix, regex).
+  auto with_header = [&](std::string_view header) {
+    auto c = canary;
+    c.as_object()["spec"].as_object()["service"].as_object()["match"] =
+        j(std::string(R"([{"headers":{"x-canary":)") + std::string(header) + "}}]");
+    return kubesim::validate(canary_schema, c);
+  };
+  CHECK(with_header(R"({"exact":"insider"})").empty());
+  CHECK(with_header(R"({})").empty());
+  auto both = with_header(R"({"exact":"a","prefix":"b"})");
+  REQUIRE_FALSE(both.empty());
+  CHECK(both[0].text() ==
+        "<nil>: Invalid value: \"\": \"spec.service.match[0].headers.x-canary\" must validate one and only one "
+        "schema (oneOf). Found 2 valid alternatives");
 }
 
 }  // TEST_SUITE
