@@ -1,0 +1,234 @@
+#include "sim/world/metrics.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <set>
+#include <unordered_set>
+
+namespace kubesim::world {
+
+namespace {
+
+// Guards floor() against 0.9999999999 after many additions of fractional rates.
+constexpr double credit_epsilon = 1e-9;
+
+std::uint64_t take_whole(double& credit) {
+  double whole = std::floor(credit + credit_epsilon);
+  if (whole <= 0) return 0;
+  credit -= whole;
+  return static_cast<std::uint64_t>(whole);
+}
+
+void append_number(std::string& out, double v) {
+  char buf[40];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, ec == std::errc() ? p : buf);
+}
+
+void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, ec == std::errc() ? p : buf);
+}
+
+void label(std::string& out, std::string_view name, std::string_view value, bool& first) {
+  if (!first) out += ',';
+  first = false;
+  out += name;
+  out += "=\"";
+  append_label_value(out, value);
+  out += '"';
+}
+
+std::string leg_key(const traffic_flow& f, const traffic_leg& l) {
+  std::string k;
+  k.reserve(96);
+  k.append(f.namespace_).append("/").append(f.service).append("/").append(f.request_class);
+  k.append("|").append(l.service_namespace).append("/").append(l.service);
+  k.append("|").append(l.namespace_).append("/").append(l.pod);
+  if (l.mirrored) k.append("|mirror");
+  return k;
+}
+
+std::string unrouted_key(const traffic_flow& f, int code) {
+  return f.namespace_ + "/" + f.service + "/" + f.request_class + "|unrouted|" + std::to_string(code);
+}
+
+std::string fqdn(std::string_view name, std::string_view ns) {
+  std::string s(name);
+  s.append(".").append(ns).append(".svc.cluster.local");
+  return s;
+}
+
+// `le_divisor` turns the millisecond bounds into the family's unit (1000 for seconds); a division
+// keeps "0.0075" exact where a multiplication by 0.001 would print 0.007500000000000001.
+void render_histogram(std::string& out, std::string_view family, const std::string& labels, const histogram& h,
+                      double le_divisor) {
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < latency_buckets_ms.size(); ++i) {
+    cumulative += h.buckets[i];
+    out.append(family).append("_bucket{").append(labels).append(",le=\"");
+    append_number(out, latency_buckets_ms[i] / le_divisor);
+    out.append("\"} ");
+    append_number(out, cumulative);
+    out += '\n';
+  }
+  out.append(family).append("_bucket{").append(labels).append(",le=\"+Inf\"} ");
+  append_number(out, h.count);
+  out += '\n';
+  out.append(family).append("_sum{").append(labels).append("} ");
+  append_number(out, h.sum);
+  out += '\n';
+  out.append(family).append("_count{").append(labels).append("} ");
+  append_number(out, h.count);
+  out += '\n';
+}
+
+std::string istio_labels(const istio_key& k) {
+  std::string s;
+  bool first = true;
+  label(s, "reporter", k.reporter, first);
+  label(s, "source_workload", k.source_workload, first);
+  label(s, "source_workload_namespace", "unknown", first);
+  label(s, "destination_workload", k.destination_workload, first);
+  label(s, "destination_workload_namespace", k.destination_workload_namespace, first);
+  label(s, "destination_service", fqdn(k.destination_service_name, k.destination_service_namespace), first);
+  label(s, "destination_service_name", k.destination_service_name, first);
+  label(s, "destination_service_namespace", k.destination_service_namespace, first);
+  label(s, "request_protocol", "http", first);
+  label(s, "response_code", k.response_code, first);
+  std::string_view flags = "-";
+  if (k.destination_workload == "unknown") flags = k.response_code == "404" ? "NR" : k.response_code == "503" ? "UH" : "DI";
+  label(s, "response_flags", flags, first);
+  return s;
+}
+
+std::string http_labels(const http_key& k) {
+  std::string s;
+  bool first = true;
+  label(s, "kubernetes_namespace", k.namespace_, first);
+  label(s, "kubernetes_pod_name", k.pod, first);
+  label(s, "method", "GET", first);
+  label(s, "path", k.path, first);
+  label(s, "status", k.status, first);
+  return s;
+}
+
+}  // namespace
+
+void append_label_value(std::string& out, std::string_view v) {
+  for (char c : v) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '"': out += "\\\""; break;
+      case '\n': out += "\\n"; break;
+      default: out += c;
+    }
+  }
+}
+
+void histogram::observe(double value_ms, std::uint64_t n, double unit_divisor) {
+  if (n == 0) return;
+  count += n;
+  sum += value_ms / unit_divisor * static_cast<double>(n);
+  auto it = std::lower_bound(latency_buckets_ms.begin(), latency_buckets_ms.end(), value_ms);
+  if (it != latency_buckets_ms.end()) buckets[static_cast<std::size_t>(it - latency_buckets_ms.begin())] += n;
+}
+
+void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, const workload_behaviour& b, std::uint64_t n) {
+  auto& credit = error_credit_[leg.namespace_ + "/" + leg.workload];
+  credit += static_cast<double>(n) * b.error_rate;
+  std::uint64_t errors = std::min(take_whole(credit), n);
+  std::uint64_t ok = n - errors;
+  requests_total_ += n;
+  for (const auto* part : {&ok, &errors}) {
+    if (*part == 0) continue;
+    std::string code = part == &ok ? "200" : std::to_string(b.error_code);
+    istio_key k{"destination", leg.workload, leg.namespace_, leg.service, leg.service_namespace, f.source_workload, code};
+    istio_[k].observe(b.latency_ms, *part, 1.0);
+    k.reporter = "source";
+    istio_[k].observe(b.latency_ms, *part, 1.0);
+    http_key h{leg.namespace_, leg.pod, f.path, code};
+    http_[h].observe(b.latency_ms, *part, 1000.0);
+  }
+}
+
+void traffic_counters::advance(const traffic_plan& plan, double seconds) {
+  if (seconds <= 0) return;
+  static const workload_behaviour healthy{};
+  for (const auto& f : plan.flows) {
+    for (const auto& leg : f.legs) {
+      auto& credit = leg_credit_[leg_key(f, leg)];
+      credit += leg.rps * seconds;
+      std::uint64_t n = take_whole(credit);
+      if (n == 0) continue;
+      auto b = plan.workloads.find(leg.namespace_ + "/" + leg.workload);
+      count(f, leg, b == plan.workloads.end() ? healthy : b->second, n);
+    }
+    for (const auto& u : f.unrouted) {
+      auto& credit = leg_credit_[unrouted_key(f, u.code)];
+      credit += u.rps * seconds;
+      std::uint64_t n = take_whole(credit);
+      if (n == 0) continue;
+      requests_total_ += n;
+      istio_key k{"source", "unknown", "unknown", f.service, f.namespace_, f.source_workload, std::to_string(u.code)};
+      istio_[k].observe(0, n, 1.0);
+    }
+  }
+}
+
+void traffic_counters::retain(const traffic_plan& plan) {
+  std::unordered_set<std::string> pods(plan.pods.begin(), plan.pods.end());
+  std::erase_if(http_, [&](const auto& kv) { return !pods.contains(kv.first.namespace_ + "/" + kv.first.pod); });
+  std::erase_if(istio_, [&](const auto& kv) {
+    const auto& k = kv.first;
+    return k.destination_workload != "unknown" &&
+           !plan.workloads.contains(k.destination_workload_namespace + "/" + k.destination_workload);
+  });
+  std::erase_if(error_credit_, [&](const auto& kv) { return !plan.workloads.contains(kv.first); });
+  std::unordered_set<std::string> legs;
+  for (const auto& f : plan.flows) {
+    for (const auto& l : f.legs) legs.insert(leg_key(f, l));
+    for (const auto& u : f.unrouted) legs.insert(unrouted_key(f, u.code));
+  }
+  std::erase_if(leg_credit_, [&](const auto& kv) { return !legs.contains(kv.first); });
+}
+
+void traffic_counters::render(std::string& out) const {
+  out += "# HELP istio_requests_total Requests (simulated by kubesim's traffic emulator).\n";
+  out += "# TYPE istio_requests_total counter\n";
+  for (const auto& [k, h] : istio_) {
+    out.append("istio_requests_total{").append(istio_labels(k)).append("} ");
+    append_number(out, h.count);
+    out += '\n';
+  }
+  out += "# HELP istio_request_duration_milliseconds Request duration (simulated by kubesim).\n";
+  out += "# TYPE istio_request_duration_milliseconds histogram\n";
+  for (const auto& [k, h] : istio_) {
+    if (k.reporter != "destination") continue;
+    render_histogram(out, "istio_request_duration_milliseconds", istio_labels(k), h, 1.0);
+  }
+  out += "# HELP http_request_duration_seconds Request duration as the app reports it (simulated by kubesim).\n";
+  out += "# TYPE http_request_duration_seconds histogram\n";
+  for (const auto& [k, h] : http_) render_histogram(out, "http_request_duration_seconds", http_labels(k), h, 1000.0);
+}
+
+std::uint64_t traffic_counters::requests(const std::string& reporter, const std::string& ns, const std::string& workload,
+                                         const std::string& code) const {
+  std::uint64_t n = 0;
+  for (const auto& [k, h] : istio_)
+    if (k.reporter == reporter && k.destination_workload_namespace == ns && k.destination_workload == workload &&
+        (code.empty() || k.response_code == code))
+      n += h.count;
+  return n;
+}
+
+std::uint64_t traffic_counters::pod_requests(const std::string& ns, const std::string& pod, const std::string& status) const {
+  std::uint64_t n = 0;
+  for (const auto& [k, h] : http_)
+    if (k.namespace_ == ns && k.pod == pod && (status.empty() || k.status == status)) n += h.count;
+  return n;
+}
+
+}  // namespace kubesim::world

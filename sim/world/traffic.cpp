@@ -1,0 +1,141 @@
+#include "sim/world/traffic.hpp"
+
+#include <array>
+#include <charconv>
+
+#include "k8s/log.hpp"
+
+namespace kubesim::world {
+
+namespace log = canaryd::log;
+
+namespace {
+
+constexpr std::string_view istio_group = "networking.istio.io";
+// Served versions of the Istio kinds, newest first; one object listed under several versions
+// is counted once (by uid) by the planner.
+constexpr std::array<std::string_view, 3> istio_versions = {"v1", "v1beta1", "v1alpha3"};
+
+bool routing_relevant(const resource_info& r) {
+  if (r.group == istio_group) return r.resource == "virtualservices" || r.resource == "destinationrules";
+  if (r.group.empty()) return r.resource == "services" || r.resource == "pods";
+  if (r.group == "apps")
+    return r.resource == "deployments" || r.resource == "replicasets" || r.resource == "statefulsets" ||
+           r.resource == "daemonsets";
+  return r.group == "apiextensions.k8s.io" && r.resource == "customresourcedefinitions";
+}
+
+void list_into(const store& s, std::string_view group, std::string_view version, std::string_view resource,
+               std::vector<object_ptr>& out) {
+  const resource_info* r = s.find(group, version, resource);
+  if (!r) return;
+  auto l = s.list(*r, "", list_options{});
+  if (!l) {
+    log::warn("traffic: cannot list", {{"group", r->group}, {"resource", r->resource}, {"error", l.error().message}});
+    return;
+  }
+  out.insert(out.end(), l->items.begin(), l->items.end());
+}
+
+}  // namespace
+
+std::shared_ptr<traffic_world> traffic_world::create(store& s) {
+  auto w = std::make_shared<traffic_world>(s);
+  // Objects that exist already (none when kubesim starts) are counted once here.
+  for (const auto* r : s.resources()) {
+    auto l = s.list(*r, "", list_options{});
+    if (l && !l->items.empty()) w->objects_by_resource_[r->group + "/" + r->resource] += static_cast<std::int64_t>(l->items.size());
+  }
+  std::weak_ptr<traffic_world> weak = w;
+  s.on_change([weak](const change& c) {
+    if (auto self = weak.lock()) self->on_change(c);
+  });
+  return w;
+}
+
+void traffic_world::on_change(const change& c) {
+  if (!c.resource) return;
+  auto key = c.resource->group + "/" + c.resource->resource;
+  if (c.type == event_type::added) ++objects_by_resource_[key];
+  if (c.type == event_type::deleted) {
+    auto& n = objects_by_resource_[key];
+    if (n > 0) --n;
+  }
+  if (routing_relevant(*c.resource)) dirty_ = true;
+}
+
+void traffic_world::rebuild() {
+  cluster_objects objs;
+  list_into(store_, "", "v1", "services", objs.services);
+  list_into(store_, "", "v1", "pods", objs.pods);
+  list_into(store_, "apps", "v1", "replicasets", objs.replica_sets);
+  list_into(store_, "apps", "v1", "deployments", objs.deployments);
+  list_into(store_, "apps", "v1", "statefulsets", objs.stateful_sets);
+  list_into(store_, "apps", "v1", "daemonsets", objs.daemon_sets);
+  for (auto v : istio_versions) {
+    list_into(store_, istio_group, v, "virtualservices", objs.virtual_services);
+    list_into(store_, istio_group, v, "destinationrules", objs.destination_rules);
+  }
+  plan_ = plan_traffic(objs);
+  counters_.retain(plan_);
+  ++rebuilds_;
+  // Log each problem once while it persists (a plan is rebuilt on every routing change).
+  std::set<std::string> now(plan_.problems.begin(), plan_.problems.end());
+  for (const auto& p : now)
+    if (!logged_problems_.contains(p)) log::warn("traffic: " + p);
+  logged_problems_ = std::move(now);
+  log::debug("traffic: plan rebuilt", {{"flows", plan_.flows.size()}, {"pods", plan_.pods.size()}});
+}
+
+void traffic_world::tick(double seconds) {
+  if (dirty_) {
+    dirty_ = false;
+    rebuild();
+  }
+  counters_.advance(plan_, seconds);
+  ++ticks_;
+  simulated_seconds_ += seconds;
+}
+
+std::string traffic_world::metrics_text() const {
+  std::string out;
+  out.reserve(4096);
+  counters_.render(out);
+  auto number = [&out](auto v) {
+    char buf[40];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, ec == std::errc() ? p : buf);
+    out += '\n';
+  };
+  out += "# HELP kubesim_objects Objects held by kubesim's store.\n# TYPE kubesim_objects gauge\nkubesim_objects ";
+  number(static_cast<std::uint64_t>(store_.object_count()));
+  out += "# HELP kubesim_resource_objects Objects per resource (counted from the store's changes).\n";
+  out += "# TYPE kubesim_resource_objects gauge\n";
+  for (const auto& [k, n] : objects_by_resource_) {
+    auto slash = k.find('/');
+    out += "kubesim_resource_objects{group=\"";
+    append_label_value(out, std::string_view(k).substr(0, slash));
+    out += "\",resource=\"";
+    append_label_value(out, std::string_view(k).substr(slash + 1));
+    out += "\"} ";
+    number(n);
+  }
+  out += "# HELP kubesim_resource_version The store's latest resourceVersion.\n# TYPE kubesim_resource_version gauge\n";
+  out += "kubesim_resource_version ";
+  number(store_.resource_version());
+  out += "# HELP kubesim_traffic_flows Request flows (service x request class) being simulated.\n";
+  out += "# TYPE kubesim_traffic_flows gauge\nkubesim_traffic_flows ";
+  number(static_cast<std::uint64_t>(plan_.flows.size()));
+  out += "# HELP kubesim_traffic_requests_total Simulated requests, routed or not.\n";
+  out += "# TYPE kubesim_traffic_requests_total counter\nkubesim_traffic_requests_total ";
+  number(counters_.requests_total());
+  out += "# HELP kubesim_traffic_plan_rebuilds_total Traffic plans rebuilt after routing changes.\n";
+  out += "# TYPE kubesim_traffic_plan_rebuilds_total counter\nkubesim_traffic_plan_rebuilds_total ";
+  number(rebuilds_);
+  out += "# HELP kubesim_traffic_seconds_total Simulated traffic time.\n";
+  out += "# TYPE kubesim_traffic_seconds_total counter\nkubesim_traffic_seconds_total ";
+  number(simulated_seconds_);
+  return out;
+}
+
+}  // namespace kubesim::world

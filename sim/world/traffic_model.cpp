@@ -1,0 +1,837 @@
+#include "sim/world/traffic_model.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <optional>
+#include <regex>
+#include <set>
+#include <unordered_map>
+
+namespace kubesim::world {
+
+namespace json = boost::json;
+
+namespace {
+
+const json::object* obj_field(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_object() ? &it->value().get_object() : nullptr;
+}
+
+const json::array* arr_field(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_array() ? &it->value().get_array() : nullptr;
+}
+
+std::string_view str_field(const json::object* o, std::string_view key) {
+  if (!o) return {};
+  auto it = o->find(key);
+  return it != o->end() && it->value().is_string() ? std::string_view(it->value().get_string()) : std::string_view{};
+}
+
+std::optional<double> num_field(const json::object* o, std::string_view key) {
+  if (!o) return std::nullopt;
+  auto it = o->find(key);
+  if (it == o->end()) return std::nullopt;
+  const auto& v = it->value();
+  if (v.is_double()) return v.get_double();
+  if (v.is_int64()) return static_cast<double>(v.get_int64());
+  if (v.is_uint64()) return static_cast<double>(v.get_uint64());
+  return std::nullopt;
+}
+
+const json::object* metadata(const json::object& o) { return obj_field(o, "metadata"); }
+std::string_view name_of(const json::object& o) { return str_field(metadata(o), "name"); }
+std::string_view namespace_of(const json::object& o) { return str_field(metadata(o), "namespace"); }
+const json::object* labels_of(const json::object& o) {
+  auto* m = metadata(o);
+  return m ? obj_field(*m, "labels") : nullptr;
+}
+const json::object* annotations_of(const json::object& o) {
+  auto* m = metadata(o);
+  return m ? obj_field(*m, "annotations") : nullptr;
+}
+std::optional<std::string_view> annotation(const json::object& o, std::string_view key) {
+  auto* a = annotations_of(o);
+  if (!a) return std::nullopt;
+  auto it = a->find(key);
+  if (it == a->end() || !it->value().is_string()) return std::nullopt;
+  return std::string_view(it->value().get_string());
+}
+
+const json::object* template_annotations(const json::object& workload) {
+  auto* spec = obj_field(workload, "spec");
+  auto* tmpl = spec ? obj_field(*spec, "template") : nullptr;
+  auto* md = tmpl ? obj_field(*tmpl, "metadata") : nullptr;
+  return md ? obj_field(*md, "annotations") : nullptr;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<double> parse_double(std::string_view s) {
+  s = trim(s);
+  if (s.empty()) return std::nullopt;
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string key(std::string_view ns, std::string_view name) {
+  std::string k(ns);
+  k += '/';
+  k += name;
+  return k;
+}
+
+// Whether every label of `selector` is on `labels` with the same value.
+bool selects(const json::object& selector, const json::object* labels) {
+  for (const auto& [k, v] : selector) {
+    if (!labels) return false;
+    auto it = labels->find(k);
+    if (it == labels->end() || it->value() != v) return false;
+  }
+  return true;
+}
+
+// Compiled regexes, kept across plans (VirtualServices rarely change). One thread only.
+const std::regex* compiled(const std::string& pattern, bool icase, std::vector<std::string>& problems) {
+  static std::unordered_map<std::string, std::optional<std::regex>> cache;
+  if (cache.size() > 4096) cache.clear();
+  std::string k = (icase ? "i:" : "c:") + pattern;
+  auto it = cache.find(k);
+  if (it == cache.end()) {
+    std::optional<std::regex> re;
+    try {
+      auto flags = std::regex::ECMAScript;
+      if (icase) flags |= std::regex::icase;
+      re.emplace(pattern, flags);
+    } catch (const std::regex_error& e) {
+      problems.push_back("invalid regex \"" + pattern + "\": " + e.what());
+    }
+    it = cache.emplace(std::move(k), std::move(re)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
+bool string_match_impl(const json::value& match, const std::string* value, bool icase, bool empty_exact_is_presence,
+                       std::vector<std::string>& problems) {
+  if (!match.is_object()) {
+    problems.push_back("a StringMatch is not an object: " + json::serialize(match));
+    return false;
+  }
+  const auto& m = match.get_object();
+  if (!value) return false;
+  auto norm = [&](std::string_view s) { return icase ? lower(s) : std::string(s); };
+  if (auto it = m.find("exact"); it != m.end() && it->value().is_string()) {
+    std::string_view want = it->value().get_string();
+    if (want.empty() && empty_exact_is_presence) return true;
+    return norm(want) == norm(*value);
+  }
+  if (auto it = m.find("prefix"); it != m.end() && it->value().is_string()) {
+    std::string p = norm(it->value().get_string());
+    return norm(*value).starts_with(p);
+  }
+  if (auto it = m.find("regex"); it != m.end() && it->value().is_string()) {
+    const std::regex* re = compiled(std::string(it->value().get_string()), icase, problems);
+    return re && std::regex_match(*value, *re);
+  }
+  // No exact/prefix/regex: Istio matches on presence alone.
+  return true;
+}
+
+const std::string* find_value(const std::vector<std::pair<std::string, std::string>>& kv, std::string_view name) {
+  for (const auto& [k, v] : kv)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+std::optional<std::string> header_value(const canaryd::http::headers& hs, std::string_view name) {
+  auto v = canaryd::http::find_header(hs, name);
+  if (!v) return std::nullopt;
+  return std::string(*v);
+}
+
+std::string fraction_text(double v) {
+  char buf[32];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, p) : std::string("?");
+}
+
+// ---- The routing state of one plan -----------------------------------------------------------
+
+struct pod_info {
+  const json::object* obj = nullptr;
+  std::string name, ns, workload;
+  const json::object* labels = nullptr;
+};
+
+struct service_info {
+  const json::object* obj = nullptr;
+  std::string name, ns, fqdn;
+  const json::object* selector = nullptr;  // non-empty, or null: the Service selects nothing
+  int port = 80;
+  std::vector<const pod_info*> ready;      // ready pods it selects, by name
+};
+
+struct vs_info {
+  const json::object* obj = nullptr;
+  std::string ns, name, created;
+  std::vector<std::string> hosts;          // qualified
+};
+
+struct dr_info {
+  const json::object* obj = nullptr;
+  std::string ns, host;                    // qualified
+};
+
+class planner {
+ public:
+  explicit planner(const cluster_objects& objs) : objs_(objs) {}
+
+  traffic_plan run() {
+    index_workloads();
+    index_pods();
+    index_services();
+    index_routing();
+    std::vector<const service_info*> order;
+    for (const auto& [fqdn, s] : services_) order.push_back(&s);
+    std::sort(order.begin(), order.end(),
+              [](const service_info* a, const service_info* b) { return std::tie(a->ns, a->name) < std::tie(b->ns, b->name); });
+    for (const auto* s : order) plan_service(*s);
+    return std::move(plan_);
+  }
+
+ private:
+  void problem(std::string s) { plan_.problems.push_back(std::move(s)); }
+
+  void index_workloads() {
+    auto index = [](const std::vector<object_ptr>& v, std::unordered_map<std::string, const json::object*>& out) {
+      for (const auto& o : v)
+        if (o) out.emplace(key(namespace_of(*o), name_of(*o)), o.get());
+    };
+    index(objs_.replica_sets, replica_sets_);
+    index(objs_.deployments, deployments_);
+    index(objs_.stateful_sets, stateful_sets_);
+    index(objs_.daemon_sets, daemon_sets_);
+  }
+
+  static std::pair<std::string_view, std::string_view> controller_of(const json::object& o) {
+    auto* md = metadata(o);
+    auto* refs = md ? arr_field(*md, "ownerReferences") : nullptr;
+    if (!refs) return {};
+    const json::object* pick = nullptr;
+    for (const auto& r : *refs) {
+      if (!r.is_object()) continue;
+      const auto& ro = r.get_object();
+      if (!pick) pick = &ro;
+      if (auto it = ro.find("controller"); it != ro.end() && it->value() == true) {
+        pick = &ro;
+        break;
+      }
+    }
+    if (!pick) return {};
+    return {str_field(pick, "kind"), str_field(pick, "name")};
+  }
+
+  // destination_workload and the template whose annotations give the behaviour, the way Istio
+  // names workloads: the Deployment of a ReplicaSet-owned pod, else the owning controller,
+  // else the pod itself.
+  void resolve_workload(pod_info& p) {
+    const json::object* annotations = annotations_of(*p.obj);
+    auto [kind, owner] = controller_of(*p.obj);
+    if (kind == "ReplicaSet") {
+      auto rs = replica_sets_.find(key(p.ns, owner));
+      if (rs != replica_sets_.end()) {
+        auto [rkind, rowner] = controller_of(*rs->second);
+        if (rkind == "Deployment") {
+          p.workload = rowner;
+          auto d = deployments_.find(key(p.ns, rowner));
+          annotations = d != deployments_.end() ? template_annotations(*d->second) : template_annotations(*rs->second);
+        } else {
+          p.workload = owner;
+          annotations = template_annotations(*rs->second);
+        }
+      } else {
+        // The ReplicaSet is gone (or not yet seen): strip its pod-template hash like Istio does.
+        auto dash = owner.rfind('-');
+        p.workload = dash == std::string_view::npos ? owner : owner.substr(0, dash);
+      }
+    } else if (kind == "StatefulSet" || kind == "DaemonSet") {
+      p.workload = owner;
+      auto& idx = kind == "StatefulSet" ? stateful_sets_ : daemon_sets_;
+      if (auto it = idx.find(key(p.ns, owner)); it != idx.end()) annotations = template_annotations(*it->second);
+    } else if (!owner.empty()) {
+      p.workload = owner;
+    } else {
+      p.workload = p.name;
+    }
+    auto wk = key(p.ns, p.workload);
+    if (!plan_.workloads.contains(wk)) {
+      std::vector<std::string> probs;
+      plan_.workloads.emplace(wk, parse_behaviour(annotations, probs));
+      for (auto& s : probs) problem("workload " + wk + ": " + s);
+    }
+  }
+
+  void index_pods() {
+    pods_.reserve(objs_.pods.size());
+    for (const auto& o : objs_.pods) {
+      if (!o) continue;
+      pod_info p;
+      p.obj = o.get();
+      p.name = name_of(*o);
+      p.ns = namespace_of(*o);
+      p.labels = labels_of(*o);
+      resolve_workload(p);
+      plan_.pods.push_back(key(p.ns, p.name));
+      if (pod_ready(*o)) pods_.push_back(std::move(p));
+    }
+    std::sort(pods_.begin(), pods_.end(), [](const pod_info& a, const pod_info& b) { return std::tie(a.ns, a.name) < std::tie(b.ns, b.name); });
+    for (const auto& p : pods_) pods_by_ns_[p.ns].push_back(&p);
+  }
+
+  void index_services() {
+    for (const auto& o : objs_.services) {
+      if (!o) continue;
+      service_info s;
+      s.obj = o.get();
+      s.name = name_of(*o);
+      s.ns = namespace_of(*o);
+      s.fqdn = s.name + "." + s.ns + ".svc.cluster.local";
+      auto* spec = obj_field(*o, "spec");
+      if (spec) {
+        if (auto* sel = obj_field(*spec, "selector"); sel && !sel->empty() && str_field(spec, "type") != "ExternalName")
+          s.selector = sel;
+        if (auto* ports = arr_field(*spec, "ports"); ports && !ports->empty() && ports->front().is_object())
+          if (auto n = num_field(&ports->front().get_object(), "port")) s.port = static_cast<int>(*n);
+      }
+      if (s.selector)
+        if (auto it = pods_by_ns_.find(s.ns); it != pods_by_ns_.end())
+          for (const auto* p : it->second)
+            if (selects(*s.selector, p->labels)) s.ready.push_back(p);
+      services_.emplace(s.fqdn, std::move(s));
+    }
+  }
+
+  void index_routing() {
+    std::set<std::string> seen;  // uids: one object may be listed under several served versions
+    auto fresh = [&seen](const json::object& o) {
+      auto uid = std::string(str_field(metadata(o), "uid"));
+      if (uid.empty()) uid = "name:" + key(namespace_of(o), name_of(o));
+      return seen.insert(uid).second;
+    };
+    for (const auto& o : objs_.virtual_services) {
+      if (!o || !fresh(*o)) continue;
+      vs_info v;
+      v.obj = o.get();
+      v.ns = namespace_of(*o);
+      v.name = name_of(*o);
+      v.created = str_field(metadata(*o), "creationTimestamp");
+      auto* spec = obj_field(*o, "spec");
+      if (auto* hosts = spec ? arr_field(*spec, "hosts") : nullptr)
+        for (const auto& h : *hosts)
+          if (h.is_string()) v.hosts.push_back(qualify_host(h.get_string(), v.ns));
+      virtual_services_.push_back(std::move(v));
+    }
+    // When several VirtualServices claim one host, the oldest wins (Istio's conflict rule).
+    std::sort(virtual_services_.begin(), virtual_services_.end(), [](const vs_info& a, const vs_info& b) {
+      return std::tie(a.created, a.ns, a.name) < std::tie(b.created, b.ns, b.name);
+    });
+    for (const auto& o : objs_.destination_rules) {
+      if (!o || !fresh(*o)) continue;
+      dr_info d;
+      d.obj = o.get();
+      d.ns = namespace_of(*o);
+      d.host = qualify_host(str_field(obj_field(*o, "spec"), "host"), d.ns);
+      destination_rules_.push_back(std::move(d));
+    }
+    // Services that some VirtualService routes to without being one of its hosts are backends
+    // (Flagger's <svc>-primary and <svc>-canary): clients call the host, so backends get no
+    // traffic of their own unless annotated.
+    for (const auto& v : virtual_services_) {
+      auto* spec = obj_field(*v.obj, "spec");
+      if (!spec) continue;
+      auto note = [&](const json::object* dest) {
+        std::string host(str_field(dest, "host"));
+        if (host.empty()) return;
+        auto fq = qualify_host(host, v.ns);
+        bool own = std::any_of(v.hosts.begin(), v.hosts.end(), [&](const std::string& h) { return host_covers(h, fq); });
+        if (!own) backends_.insert(fq);
+      };
+      for (auto list : {"http", "tcp", "tls"}) {
+        auto* routes = arr_field(*spec, list);
+        if (!routes) continue;
+        for (const auto& r : *routes) {
+          if (!r.is_object()) continue;
+          const auto& ro = r.get_object();
+          if (auto* dests = arr_field(ro, "route"))
+            for (const auto& d : *dests)
+              if (d.is_object()) note(obj_field(d.get_object(), "destination"));
+          note(obj_field(ro, "mirror"));
+          if (auto* mirrors = arr_field(ro, "mirrors"))
+            for (const auto& m : *mirrors)
+              if (m.is_object()) note(obj_field(m.get_object(), "destination"));
+        }
+      }
+    }
+  }
+
+  const vs_info* virtual_service_for(const std::string& fqdn) const {
+    const vs_info* wildcard = nullptr;
+    std::size_t best = 0;
+    for (const auto& v : virtual_services_) {
+      for (const auto& h : v.hosts) {
+        if (h == fqdn) return &v;
+        if (h.starts_with('*') && host_covers(h, fqdn) && h.size() > best) {
+          wildcard = &v;
+          best = h.size();
+        }
+      }
+    }
+    return wildcard;
+  }
+
+  // Ready pods behind a route destination (host and optional subset), or null if the host is
+  // no Service of the cluster.
+  const std::vector<const pod_info*>* destination_pods(const json::object& dest, const std::string& vs_ns,
+                                                       const service_info** svc_out) {
+    auto fq = qualify_host(str_field(&dest, "host"), vs_ns);
+    auto it = services_.find(fq);
+    if (it == services_.end()) return nullptr;
+    *svc_out = &it->second;
+    auto subset = str_field(&dest, "subset");
+    if (subset.empty()) return &it->second.ready;
+    // The subset's labels, from a DestinationRule for this host (the VirtualService's namespace
+    // first); without one the subset is ignored.
+    const json::object* labels = nullptr;
+    bool found = false;
+    for (int pass = 0; pass < 2 && !found; ++pass) {
+      for (const auto& d : destination_rules_) {
+        if ((pass == 0) != (d.ns == vs_ns) || d.host != fq) continue;
+        auto* subsets = arr_field(*obj_field(*d.obj, "spec"), "subsets");
+        if (!subsets) continue;
+        for (const auto& s : *subsets) {
+          if (!s.is_object() || str_field(&s.get_object(), "name") != subset) continue;
+          labels = obj_field(s.get_object(), "labels");
+          found = true;
+          break;
+        }
+        if (found) break;
+      }
+    }
+    if (!found || !labels || labels->empty()) return &it->second.ready;
+    auto cache_key = fq + "#" + key(vs_ns, subset);
+    auto [c, inserted] = subset_pods_.try_emplace(cache_key);
+    if (inserted)
+      for (const auto* p : it->second.ready)
+        if (selects(*labels, p->labels)) c->second.push_back(p);
+    return &c->second;
+  }
+
+  static void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
+                     const std::vector<const pod_info*>& pods) {
+    if (rps <= 0 || pods.empty()) return;
+    double each = rps / static_cast<double>(pods.size());
+    for (const auto* p : pods) {
+      traffic_leg l;
+      l.rps = each;
+      l.mirrored = mirrored;
+      l.service = svc.name;
+      l.service_namespace = svc.ns;
+      l.pod = p->name;
+      l.namespace_ = p->ns;
+      l.workload = p->workload;
+      f.legs.push_back(std::move(l));
+    }
+  }
+
+  static void add_unrouted(traffic_flow& f, double rps, int code) {
+    if (rps <= 0) return;
+    for (auto& u : f.unrouted)
+      if (u.code == code) {
+        u.rps += rps;
+        return;
+      }
+    f.unrouted.push_back({rps, code});
+  }
+
+  void route_destinations(traffic_flow& f, const json::array& dests, const vs_info& v, double rps) {
+    struct weighted {
+      const json::object* dest;
+      double weight;
+    };
+    std::vector<weighted> ws;
+    double total = 0;
+    for (const auto& d : dests) {
+      if (!d.is_object()) continue;
+      const auto& dob = d.get_object();
+      auto* dest = obj_field(dob, "destination");
+      if (!dest) {
+        problem("VirtualService " + key(v.ns, v.name) + ": a route entry has no destination");
+        continue;
+      }
+      double w = num_field(&dob, "weight").value_or(-1);
+      ws.push_back({dest, w});
+    }
+    if (ws.empty()) {
+      add_unrouted(f, rps, 503);
+      return;
+    }
+    // A lone destination without a weight takes everything; Istio requires weights otherwise.
+    if (ws.size() == 1 && ws[0].weight < 0) ws[0].weight = 100;
+    for (auto& w : ws) {
+      if (w.weight < 0) w.weight = 0;
+      total += w.weight;
+    }
+    if (total <= 0) {
+      problem("VirtualService " + key(v.ns, v.name) + ": route weights sum to 0; shared equally");
+      for (auto& w : ws) w.weight = 1;
+      total = static_cast<double>(ws.size());
+    }
+    for (const auto& w : ws) {
+      double share = rps * w.weight / total;
+      if (share <= 0) continue;
+      const service_info* svc = nullptr;
+      auto* pods = destination_pods(*w.dest, v.ns, &svc);
+      if (!pods || pods->empty()) {
+        add_unrouted(f, share, 503);  // Envoy: no healthy upstream
+        continue;
+      }
+      spread(f, share, false, *svc, *pods);
+    }
+  }
+
+  void route_mirror(traffic_flow& f, const json::object* dest, double percent, const vs_info& v, double rps) {
+    if (!dest || percent <= 0) return;
+    const service_info* svc = nullptr;
+    auto* pods = destination_pods(*dest, v.ns, &svc);
+    if (!pods) return;  // mirrors fail silently
+    spread(f, rps * std::min(percent, 100.0) / 100.0, true, *svc, *pods);
+  }
+
+  void route_by_virtual_service(traffic_flow& f, const vs_info& v, const simulated_request& req) {
+    f.virtual_service = key(v.ns, v.name);
+    auto* spec = obj_field(*v.obj, "spec");
+    const json::array* http = spec ? arr_field(*spec, "http") : nullptr;
+    if (!http || http->empty()) {
+      // TCP-only VirtualService: the first tcp route carries the connections.
+      auto* tcp = spec ? arr_field(*spec, "tcp") : nullptr;
+      if (tcp && !tcp->empty() && tcp->front().is_object())
+        if (auto* dests = arr_field(tcp->front().get_object(), "route")) return route_destinations(f, *dests, v, f.rps);
+      add_unrouted(f, f.rps, 404);
+      return;
+    }
+    std::vector<std::string> probs;
+    for (const auto& r : *http) {
+      if (!r.is_object()) continue;
+      const auto& ro = r.get_object();
+      bool applies = true;
+      if (auto* matches = arr_field(ro, "match"); matches && !matches->empty()) {
+        applies = false;
+        for (const auto& m : *matches)
+          if (m.is_object() && http_match(m.get_object(), req, probs)) {
+            applies = true;
+            break;
+          }
+      }
+      if (!applies) continue;
+      for (auto& p : probs) problem("VirtualService " + f.virtual_service + ": " + p);
+      double rps = f.rps;
+      // Fault injection: aborted requests are answered by the source proxy.
+      if (auto* fault = obj_field(ro, "fault"))
+        if (auto* abort = obj_field(*fault, "abort")) {
+          double pct = num_field(obj_field(*abort, "percentage"), "value").value_or(100);
+          auto code = num_field(abort, "httpStatus");
+          if (code) {
+            double aborted = rps * std::clamp(pct, 0.0, 100.0) / 100.0;
+            add_unrouted(f, aborted, static_cast<int>(*code));
+            rps -= aborted;
+          }
+        }
+      if (auto* redirect = obj_field(ro, "redirect")) {
+        add_unrouted(f, rps, static_cast<int>(num_field(redirect, "redirectCode").value_or(301)));
+        return;
+      }
+      if (auto* direct = obj_field(ro, "directResponse")) {
+        add_unrouted(f, rps, static_cast<int>(num_field(direct, "status").value_or(200)));
+        return;
+      }
+      auto* dests = arr_field(ro, "route");
+      if (!dests) {
+        problem("VirtualService " + f.virtual_service + ": an http route has no destinations (delegate is not simulated)");
+        add_unrouted(f, rps, 404);
+        return;
+      }
+      route_destinations(f, *dests, v, rps);
+      if (auto* mirror = obj_field(ro, "mirror")) {
+        double pct = 100;
+        if (auto p = num_field(obj_field(ro, "mirrorPercentage"), "value")) pct = *p;
+        else if (auto legacy = num_field(&ro, "mirrorPercent")) pct = *legacy;
+        route_mirror(f, mirror, pct, v, rps);
+      }
+      if (auto* mirrors = arr_field(ro, "mirrors"))
+        for (const auto& m : *mirrors) {
+          if (!m.is_object()) continue;
+          double pct = num_field(obj_field(m.get_object(), "percentage"), "value").value_or(100);
+          route_mirror(f, obj_field(m.get_object(), "destination"), pct, v, rps);
+        }
+      return;
+    }
+    for (auto& p : probs) problem("VirtualService " + f.virtual_service + ": " + p);
+    add_unrouted(f, f.rps, 404);  // no route matched: Envoy's NR
+  }
+
+  void plan_service(const service_info& s) {
+    if (!s.selector) return;
+    const vs_info* v = virtual_service_for(s.fqdn);
+    if (!v && s.ready.empty()) return;
+    std::vector<std::string> probs;
+    double fallback = backends_.contains(s.fqdn) ? 0.0 : default_rps;
+    double rps = service_rps(*s.obj, fallback, probs);
+    auto classes = request_classes(*s.obj, probs);
+    for (auto& p : probs) problem("service " + key(s.ns, s.name) + ": " + p);
+    if (rps <= 0) return;
+    std::string source(annotation(*s.obj, annotations::source_workload).value_or("unknown"));
+    if (source.empty()) source = "unknown";
+    for (auto& c : classes) {
+      traffic_flow f;
+      f.namespace_ = s.ns;
+      f.service = s.name;
+      f.request_class = c.name;
+      f.source_workload = source;
+      f.path = c.request.path;
+      f.rps = rps * c.share;
+      if (f.rps <= 0) continue;
+      c.request.authority = s.name + "." + s.ns + ":" + std::to_string(s.port);
+      c.request.port = s.port;
+      if (v) {
+        route_by_virtual_service(f, *v, c.request);
+      } else {
+        spread(f, f.rps, false, s, s.ready);
+      }
+      plan_.flows.push_back(std::move(f));
+    }
+  }
+
+  const cluster_objects& objs_;
+  traffic_plan plan_;
+  std::unordered_map<std::string, const json::object*> replica_sets_, deployments_, stateful_sets_, daemon_sets_;
+  std::vector<pod_info> pods_;  // ready pods only
+  std::unordered_map<std::string, std::vector<const pod_info*>> pods_by_ns_;
+  std::unordered_map<std::string, service_info> services_;  // by fqdn
+  std::vector<vs_info> virtual_services_;
+  std::vector<dr_info> destination_rules_;
+  std::set<std::string> backends_;
+  std::unordered_map<std::string, std::vector<const pod_info*>> subset_pods_;
+};
+
+}  // namespace
+
+double service_rps(const json::object& service, double fallback, std::vector<std::string>& problems) {
+  auto a = annotation(service, annotations::rps);
+  if (!a) return fallback;
+  auto v = parse_double(*a);
+  if (!v || *v < 0) {
+    problems.push_back(std::string(annotations::rps) + " \"" + std::string(*a) +
+                       "\" is not a non-negative number; using " + fraction_text(default_rps));
+    return default_rps;
+  }
+  return *v;
+}
+
+namespace {
+
+std::optional<double> share_annotation(const json::object& service, std::string_view name,
+                                       std::vector<std::string>& problems) {
+  auto a = annotation(service, name);
+  if (!a) return std::nullopt;
+  auto v = parse_double(*a);
+  if (!v || *v < 0 || *v > 1) {
+    problems.push_back(std::string(name) + " \"" + std::string(*a) + "\" is not a share between 0 and 1; ignored");
+    return std::nullopt;
+  }
+  return v;
+}
+
+}  // namespace
+
+std::vector<request_class> request_classes(const json::object& service, std::vector<std::string>& problems) {
+  simulated_request base;
+  if (auto p = annotation(service, annotations::path)) {
+    auto t = std::string(trim(*p));
+    if (t.empty() || t.front() != '/') {
+      problems.push_back(std::string(annotations::path) + " \"" + t + "\" must start with '/'; using /");
+    } else {
+      auto parts = canaryd::http::split_target(t);
+      base.path = parts.path;
+      base.query = std::move(parts.query);
+    }
+  }
+  canaryd::http::headers marked_headers;
+  if (auto h = annotation(service, annotations::header)) {
+    std::string_view rest = *h;
+    while (!rest.empty()) {
+      auto nl = rest.find('\n');
+      auto line = trim(rest.substr(0, nl));
+      rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+      if (line.empty()) continue;
+      auto colon = line.find(':');
+      if (colon == std::string_view::npos || trim(line.substr(0, colon)).empty()) {
+        problems.push_back(std::string(annotations::header) + " line \"" + std::string(line) +
+                           "\" is not \"name: value\"; ignored");
+        continue;
+      }
+      marked_headers.push_back({lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+    }
+  }
+  std::string cookie(trim(annotation(service, annotations::cookie).value_or("")));
+  auto header_share = share_annotation(service, annotations::header_share, problems);
+  auto cookie_share = share_annotation(service, annotations::cookie_share, problems);
+
+  std::vector<request_class> out;
+  auto add = [&](std::string name, double share, const canaryd::http::headers& hs) {
+    if (share <= 0) return;
+    request_class c{std::move(name), share, base};
+    c.request.headers = hs;
+    out.push_back(std::move(c));
+  };
+  if (!cookie.empty() && cookie_share) {
+    // Separate classes: some requests carry the header, others the cookie.
+    if (!marked_headers.empty()) add("header", header_share.value_or(default_marked_share), marked_headers);
+    add("cookie", *cookie_share, {{"cookie", cookie}});
+  } else if (!marked_headers.empty() || !cookie.empty()) {
+    auto hs = marked_headers;
+    if (!cookie.empty()) hs.push_back({"cookie", cookie});
+    std::string name = marked_headers.empty() ? "cookie" : cookie.empty() ? "header" : "marked";
+    add(std::move(name), header_share.value_or(default_marked_share), hs);
+  }
+  double marked = 0;
+  for (const auto& c : out) marked += c.share;
+  if (marked > 1) {
+    problems.push_back("header and cookie shares add up to " + fraction_text(marked) + " > 1; scaled down");
+    for (auto& c : out) c.share /= marked;
+    marked = 1;
+  }
+  if (marked < 1) {
+    request_class plain{"plain", 1 - marked, base};
+    out.insert(out.begin(), std::move(plain));
+  }
+  return out;
+}
+
+bool string_match(const json::value& match, const std::string* value, std::vector<std::string>& problems) {
+  return string_match_impl(match, value, false, false, problems);
+}
+
+bool http_match(const json::object& m, const simulated_request& req, std::vector<std::string>& problems) {
+  bool icase = false;
+  if (auto it = m.find("ignoreUriCase"); it != m.end() && it->value() == true) icase = true;
+  if (auto it = m.find("uri"); it != m.end() && !string_match_impl(it->value(), &req.path, icase, false, problems)) return false;
+  if (auto it = m.find("scheme"); it != m.end() && !string_match(it->value(), &req.scheme, problems)) return false;
+  if (auto it = m.find("method"); it != m.end() && !string_match(it->value(), &req.method, problems)) return false;
+  if (auto it = m.find("authority"); it != m.end() && !string_match(it->value(), &req.authority, problems)) return false;
+  if (auto port = num_field(&m, "port"); port && static_cast<int>(*port) != req.port) return false;
+  if (auto* hs = obj_field(m, "headers"))
+    for (const auto& [name, sm] : *hs) {
+      auto v = header_value(req.headers, name);
+      if (!string_match(sm, v ? &*v : nullptr, problems)) return false;
+    }
+  if (auto* hs = obj_field(m, "withoutHeaders"))
+    for (const auto& [name, sm] : *hs) {
+      auto v = header_value(req.headers, name);
+      if (string_match(sm, v ? &*v : nullptr, problems)) return false;
+    }
+  if (auto* qs = obj_field(m, "queryParams"))
+    for (const auto& [name, sm] : *qs)
+      if (!string_match_impl(sm, find_value(req.query, name), false, true, problems)) return false;
+  // The simulated source is outside the mesh: it has no labels and no namespace.
+  if (auto* sl = obj_field(m, "sourceLabels"); sl && !sl->empty()) return false;
+  if (!str_field(&m, "sourceNamespace").empty()) return false;
+  return true;
+}
+
+std::string qualify_host(std::string_view host, std::string_view ns) {
+  std::string h(trim(host));
+  if (h.empty() || h.front() == '*') return h;
+  auto dots = std::count(h.begin(), h.end(), '.');
+  if (dots == 0) return h + "." + std::string(ns) + ".svc.cluster.local";
+  if (dots == 1) return h + ".svc.cluster.local";
+  if (h.ends_with(".svc")) return h + ".cluster.local";
+  return h;
+}
+
+bool host_covers(std::string_view vs_host, std::string_view fqdn) {
+  if (vs_host == "*") return true;
+  if (vs_host.starts_with("*.")) {
+    auto suffix = vs_host.substr(1);  // ".example.com"
+    return fqdn.size() > suffix.size() && fqdn.ends_with(suffix);
+  }
+  return vs_host == fqdn;
+}
+
+bool pod_ready(const json::object& pod) {
+  auto* md = metadata(pod);
+  if (md && md->contains("deletionTimestamp") && !md->at("deletionTimestamp").is_null()) return false;
+  auto* status = obj_field(pod, "status");
+  if (!status) return false;
+  if (auto* conds = arr_field(*status, "conditions"); conds && !conds->empty()) {
+    for (const auto& c : *conds) {
+      if (!c.is_object()) continue;
+      if (str_field(&c.get_object(), "type") == "Ready") return str_field(&c.get_object(), "status") == "True";
+    }
+    return false;
+  }
+  return str_field(status, "phase") == "Running";
+}
+
+workload_behaviour parse_behaviour(const json::object* a, std::vector<std::string>& problems) {
+  workload_behaviour b;
+  if (!a) return b;
+  auto get = [&](std::string_view k) -> std::optional<std::string_view> {
+    auto it = a->find(k);
+    if (it == a->end() || !it->value().is_string()) return std::nullopt;
+    return std::string_view(it->value().get_string());
+  };
+  if (auto s = get(annotations::error_rate)) {
+    auto v = parse_double(*s);
+    if (!v || *v < 0 || *v > 1)
+      problems.push_back(std::string(annotations::error_rate) + " \"" + std::string(*s) + "\" is not between 0 and 1; using 0");
+    else
+      b.error_rate = *v;
+  }
+  if (auto s = get(annotations::latency_ms)) {
+    auto v = parse_double(*s);
+    if (!v || *v < 0)
+      problems.push_back(std::string(annotations::latency_ms) + " \"" + std::string(*s) + "\" is not a non-negative number; using " +
+                         fraction_text(default_latency_ms));
+    else
+      b.latency_ms = *v;
+  }
+  if (auto s = get(annotations::error_code)) {
+    auto v = parse_double(*s);
+    if (!v || *v < 100 || *v > 599 || std::floor(*v) != *v)
+      problems.push_back(std::string(annotations::error_code) + " \"" + std::string(*s) + "\" is not an HTTP status; using 500");
+    else
+      b.error_code = static_cast<int>(*v);
+  }
+  return b;
+}
+
+traffic_plan plan_traffic(const cluster_objects& objects) { return planner(objects).run(); }
+
+}  // namespace kubesim::world
