@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -339,12 +340,11 @@ class connection final : public responder, public connection_base {
   // handler's completion, so the handler itself is never cancelled.
   asio::awaitable<void> watch_peer() {
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      close_now(errc::closed);
-    } else {
-      buffer_.commit(n);
-    }
+    if (!ec) buffer_.commit(n);
+    // Ending now is for when the handler has finished: ending early would cancel the handler.
+    asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return;
+    if (ec) close_now(errc::closed);
     asio::steady_timer forever(executor(), asio::steady_timer::time_point::max());
     co_await forever.async_wait(use_tuple);
   }
