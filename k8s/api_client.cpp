@@ -274,7 +274,7 @@ asio::awaitable<api_result<object>> api_client::object_call(std::string method, 
 }
 
 asio::awaitable<api_result<object>> api_client::get(const resource& r, std::string_view ns, std::string_view name) {
-  co_return co_await object_call("GET", r.path(ns, name), {}, {}, "GET", true);
+  co_return co_await object_call("GET", r.path(ns, name), std::string_view(), std::string(), "GET", true);
 }
 
 asio::awaitable<api_result<object_list>> api_client::list(const resource& r, std::string_view ns,
@@ -371,6 +371,21 @@ asio::awaitable<api_result<object_list>> api_client::list_all(const resource& r,
     page.resource_version.clear();
   }
   co_return all;
+}
+
+asio::awaitable<api_result<object_list>> api_client::list(const resource& r, std::string_view ns) {
+  const list_options none;
+  co_return co_await list(r, ns, none);
+}
+
+asio::awaitable<api_result<object_list>> api_client::list_all(const resource& r, std::string_view ns) {
+  const list_options none;
+  co_return co_await list_all(r, ns, none);
+}
+
+asio::awaitable<api_result<object>> api_client::remove(const resource& r, std::string_view ns, std::string_view name) {
+  const delete_options none;
+  co_return co_await remove(r, ns, name, none);
 }
 
 asio::awaitable<api_result<object>> api_client::create(const resource& r, std::string_view ns, std::string_view body) {

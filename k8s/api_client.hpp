@@ -20,7 +20,9 @@
 //
 // Arguments: `resource` is taken by reference and strings by string_view. They must outlive the
 // co_await (always true for `co_await client.get(r, ns, name)`); never co_spawn these calls with
-// temporaries. Name `resource` arguments rather than passing braced temporaries (GCC 12).
+// temporaries. Never pass a braced temporary (`{}`, `{...}`) for an options or resource argument:
+// GCC 12 destroys such temporaries twice when they are bound inside a co_await, even through a
+// const reference. Name the argument, or use the overloads without options.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -131,12 +133,14 @@ class api_client {
   boost::asio::awaitable<api_result<object>> get(const resource& r, std::string_view ns, std::string_view name);
   // One page (or everything when options.limit is 0). ns "" lists all namespaces.
   boost::asio::awaitable<api_result<object_list>> list(const resource& r, std::string_view ns,
-                                                       const list_options& opts = {});
+                                                       const list_options& opts);
+  boost::asio::awaitable<api_result<object_list>> list(const resource& r, std::string_view ns);
   // Every page, `page_size` at a time; if a continue token expires (410) the list restarts
   // without paging, like client-go's pager. The result's continue_token is empty.
   boost::asio::awaitable<api_result<object_list>> list_all(const resource& r, std::string_view ns,
-                                                           const list_options& opts = {},
+                                                           const list_options& opts,
                                                            std::int64_t page_size = 500);
+  boost::asio::awaitable<api_result<object_list>> list_all(const resource& r, std::string_view ns);
   boost::asio::awaitable<api_result<object>> create(const resource& r, std::string_view ns, std::string_view body);
   boost::asio::awaitable<api_result<object>> update(const resource& r, std::string_view ns, std::string_view name,
                                                     std::string_view body);
@@ -150,7 +154,8 @@ class api_client {
   // Returns what the server returns: the object (still present while finalizers run) or a
   // Status (kind "Status") for an immediate deletion.
   boost::asio::awaitable<api_result<object>> remove(const resource& r, std::string_view ns, std::string_view name,
-                                                    const delete_options& opts = {});
+                                                    const delete_options& opts);
+  boost::asio::awaitable<api_result<object>> remove(const resource& r, std::string_view ns, std::string_view name);
 
   // Any request (discovery, /version, subresources). `verb` names it in the stats. The body of a
   // 2xx answer is returned as is; other statuses come back as api_error.

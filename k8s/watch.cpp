@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <unordered_set>
+#include <utility>
 
 #include "k8s/log.hpp"
 #include "k8s/object_detail.hpp"
@@ -276,6 +277,7 @@ asio::awaitable<watcher::stream_end> watcher::watch_once(bool& delivered) {
 
 asio::awaitable<void> watcher::run() {
   bool need_list = true;
+  bool just_listed = false;
   while (!stopped_ && !co_await cancelled()) {
     if (need_list) {
       const bool ok = co_await relist();
@@ -285,12 +287,14 @@ asio::awaitable<void> watcher::run() {
         continue;
       }
       need_list = false;
+      just_listed = true;
     }
+    const bool after_list = std::exchange(just_listed, false);
     bool delivered = false;
     const auto started = clock::now();
     const auto end = co_await watch_once(delivered);
     const bool healthy = delivered || clock::now() - started >= opts_.min_healthy_stream;
-    if (healthy) impl_->bo.reset();
+    if (healthy && end != stream_end::gone) impl_->bo.reset();
     switch (end) {
       case stream_end::stopped: co_return;
       case stream_end::gone:
@@ -298,6 +302,8 @@ asio::awaitable<void> watcher::run() {
         log::info("watch resourceVersion expired (410); relisting",
                   {{"resource", opts_.res.plural}, {"resourceVersion", resource_version_}});
         need_list = true;
+        // Gone right after a list: the server is inconsistent; do not spin on list+watch.
+        if (after_list && !delivered && !co_await sleep(impl_->bo.next())) co_return;
         break;
       case stream_end::idle: break;
       case stream_end::clean:
