@@ -67,7 +67,7 @@ asio::awaitable<void> serve_metrics(std::shared_ptr<traffic_world> world, std::s
 class emulator_impl final : public traffic_emulator {
  public:
   emulator_impl(asio::any_io_executor ex, store& s, const emulator_options& opts)
-      : world_(traffic_world::create(s)), ticker_(std::make_shared<ticker>(ex, world_, opts.tick)) {
+      : world_(traffic_world::create(s, opts.default_rps)), ticker_(std::make_shared<ticker>(ex, world_, opts.tick)) {
     http::server_options so;
     so.listen = opts.metrics_listen;
     so.max_body_bytes = 64 * 1024;

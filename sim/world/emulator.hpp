@@ -18,6 +18,7 @@ namespace kubesim::world {
 struct emulator_options {
   std::string metrics_listen = "127.0.0.1:0";  // host:port of the /metrics server
   std::chrono::milliseconds tick{250};          // how often counters advance
+  double default_rps = world::default_rps;      // for Services without kubesim.dev/rps
 };
 
 class traffic_emulator {

@@ -41,20 +41,6 @@ void label(std::string& out, std::string_view name, std::string_view value, bool
   out += '"';
 }
 
-std::string leg_key(const traffic_flow& f, const traffic_leg& l) {
-  std::string k;
-  k.reserve(96);
-  k.append(f.namespace_).append("/").append(f.service).append("/").append(f.request_class);
-  k.append("|").append(l.service_namespace).append("/").append(l.service);
-  k.append("|").append(l.namespace_).append("/").append(l.pod);
-  if (l.mirrored) k.append("|mirror");
-  return k;
-}
-
-std::string unrouted_key(const traffic_flow& f, int code) {
-  return f.namespace_ + "/" + f.service + "/" + f.request_class + "|unrouted|" + std::to_string(code);
-}
-
 std::string fqdn(std::string_view name, std::string_view ns) {
   std::string s(name);
   s.append(".").append(ns).append(".svc.cluster.local");
@@ -66,7 +52,8 @@ std::string fqdn(std::string_view name, std::string_view ns) {
 void render_histogram(std::string& out, std::string_view family, const std::string& labels, const histogram& h,
                       double le_divisor) {
   std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < latency_buckets_ms.size(); ++i) {
+  std::size_t first = h.lowest == 0 ? 0 : h.lowest - 1;
+  for (std::size_t i = first; i < latency_buckets_ms.size(); ++i) {
     cumulative += h.buckets[i];
     out.append(family).append("_bucket{").append(labels).append(",le=\"");
     append_number(out, latency_buckets_ms[i] / le_divisor);
@@ -132,53 +119,75 @@ void histogram::observe(double value_ms, std::uint64_t n, double unit_divisor) {
   if (n == 0) return;
   count += n;
   sum += value_ms / unit_divisor * static_cast<double>(n);
-  auto it = std::lower_bound(latency_buckets_ms.begin(), latency_buckets_ms.end(), value_ms);
-  if (it != latency_buckets_ms.end()) buckets[static_cast<std::size_t>(it - latency_buckets_ms.begin())] += n;
+  auto i = static_cast<std::size_t>(std::lower_bound(latency_buckets_ms.begin(), latency_buckets_ms.end(), value_ms) -
+                                    latency_buckets_ms.begin());
+  if (i < buckets.size()) buckets[i] += n;
+  lowest = std::min(lowest, i);
 }
 
-void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, const workload_behaviour& b, std::uint64_t n) {
-  auto& credit = error_credit_[leg.namespace_ + "/" + leg.workload];
+void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, leg_state& st, std::uint64_t n) {
+  const auto& b = leg.behaviour;
+  auto& credit = error_credit_[leg.workload_key];
   credit += static_cast<double>(n) * b.error_rate;
   std::uint64_t errors = std::min(take_whole(credit), n);
   std::uint64_t ok = n - errors;
   requests_total_ += n;
-  for (const auto* part : {&ok, &errors}) {
-    if (*part == 0) continue;
-    std::string code = part == &ok ? "200" : std::to_string(b.error_code);
-    istio_key k{"destination", leg.workload, leg.namespace_, leg.service, leg.service_namespace, f.source_workload, code};
-    istio_[k].observe(b.latency_ms, *part, 1.0);
-    k.reporter = "source";
-    istio_[k].observe(b.latency_ms, *part, 1.0);
-    http_key h{leg.namespace_, leg.pod, f.path, code};
-    http_[h].observe(b.latency_ms, *part, 1000.0);
+  if (st.error_code != b.error_code) {
+    st.error_code = b.error_code;
+    st.istio_destination[1] = st.istio_source[1] = st.http[1] = nullptr;
+  }
+  for (std::size_t i = 0; i < 2; ++i) {
+    std::uint64_t part = i == 0 ? ok : errors;
+    if (part == 0) continue;
+    if (!st.istio_destination[i]) {
+      std::string code = i == 0 ? "200" : std::to_string(b.error_code);
+      istio_key k{"destination", leg.workload, leg.namespace_, leg.service, leg.service_namespace, f.source_workload, code};
+      st.istio_destination[i] = &istio_[k];
+      k.reporter = "source";
+      st.istio_source[i] = &istio_[k];
+      st.http[i] = &http_[http_key{leg.namespace_, leg.pod, f.path, code}];
+    }
+    st.istio_destination[i]->observe(b.latency_ms, part, 1.0);
+    st.istio_source[i]->observe(b.latency_ms, part, 1.0);
+    st.http[i]->observe(b.latency_ms, part, 1000.0);
   }
 }
 
 void traffic_counters::advance(const traffic_plan& plan, double seconds) {
   if (seconds <= 0) return;
-  static const workload_behaviour healthy{};
   for (const auto& f : plan.flows) {
     for (const auto& leg : f.legs) {
-      auto& credit = leg_credit_[leg_key(f, leg)];
-      credit += leg.rps * seconds;
-      std::uint64_t n = take_whole(credit);
-      if (n == 0) continue;
-      auto b = plan.workloads.find(leg.namespace_ + "/" + leg.workload);
-      count(f, leg, b == plan.workloads.end() ? healthy : b->second, n);
+      auto& st = legs_[leg.key];
+      st.credit += leg.rps * seconds;
+      std::uint64_t n = take_whole(st.credit);
+      if (n > 0) count(f, leg, st, n);
     }
     for (const auto& u : f.unrouted) {
-      auto& credit = leg_credit_[unrouted_key(f, u.code)];
-      credit += u.rps * seconds;
-      std::uint64_t n = take_whole(credit);
+      auto& st = legs_[u.key];
+      st.credit += u.rps * seconds;
+      std::uint64_t n = take_whole(st.credit);
       if (n == 0) continue;
       requests_total_ += n;
-      istio_key k{"source", "unknown", "unknown", f.service, f.namespace_, f.source_workload, std::to_string(u.code)};
-      istio_[k].observe(0, n, 1.0);
+      if (!st.istio_source[1])
+        st.istio_source[1] = &istio_[istio_key{"source", "unknown", "unknown", f.service, f.namespace_, f.source_workload,
+                                               std::to_string(u.code)}];
+      st.istio_source[1]->observe(0, n, 1.0);
     }
   }
 }
 
 void traffic_counters::retain(const traffic_plan& plan) {
+  std::unordered_set<std::string> live;
+  for (const auto& f : plan.flows) {
+    for (const auto& l : f.legs) live.insert(l.key);
+    for (const auto& u : f.unrouted) live.insert(u.key);
+  }
+  std::erase_if(legs_, [&](const auto& kv) { return !live.contains(kv.first); });
+  for (auto& [k, st] : legs_) {
+    st.istio_destination = {};
+    st.istio_source = {};
+    st.http = {};
+  }
   std::unordered_set<std::string> pods(plan.pods.begin(), plan.pods.end());
   std::erase_if(http_, [&](const auto& kv) { return !pods.contains(kv.first.namespace_ + "/" + kv.first.pod); });
   std::erase_if(istio_, [&](const auto& kv) {
@@ -187,12 +196,6 @@ void traffic_counters::retain(const traffic_plan& plan) {
            !plan.workloads.contains(k.destination_workload_namespace + "/" + k.destination_workload);
   });
   std::erase_if(error_credit_, [&](const auto& kv) { return !plan.workloads.contains(kv.first); });
-  std::unordered_set<std::string> legs;
-  for (const auto& f : plan.flows) {
-    for (const auto& l : f.legs) legs.insert(leg_key(f, l));
-    for (const auto& u : f.unrouted) legs.insert(unrouted_key(f, u.code));
-  }
-  std::erase_if(leg_credit_, [&](const auto& kv) { return !legs.contains(kv.first); });
 }
 
 void traffic_counters::render(std::string& out) const {

@@ -39,8 +39,8 @@ void list_into(const store& s, std::string_view group, std::string_view version,
 
 }  // namespace
 
-std::shared_ptr<traffic_world> traffic_world::create(store& s) {
-  auto w = std::make_shared<traffic_world>(s);
+std::shared_ptr<traffic_world> traffic_world::create(store& s, double default_rps) {
+  auto w = std::make_shared<traffic_world>(s, default_rps);
   // Objects that exist already (none when kubesim starts) are counted once here.
   for (const auto* r : s.resources()) {
     auto l = s.list(*r, "", list_options{});
@@ -66,6 +66,7 @@ void traffic_world::on_change(const change& c) {
 
 void traffic_world::rebuild() {
   cluster_objects objs;
+  objs.default_rps = default_rps_;
   list_into(store_, "", "v1", "services", objs.services);
   list_into(store_, "", "v1", "pods", objs.pods);
   list_into(store_, "apps", "v1", "replicasets", objs.replica_sets);

@@ -25,7 +25,7 @@ namespace kubesim::world {
 class traffic_world : public std::enable_shared_from_this<traffic_world> {
  public:
   // Subscribes to `s` (which must outlive the world's use of it).
-  static std::shared_ptr<traffic_world> create(store& s);
+  static std::shared_ptr<traffic_world> create(store& s, double default_rps = world::default_rps);
 
   // Rebuilds the plan if a routing object changed since the last tick, then adds `seconds` of
   // traffic.
@@ -38,13 +38,14 @@ class traffic_world : public std::enable_shared_from_this<traffic_world> {
   const traffic_counters& counters() const { return counters_; }
   std::uint64_t plan_rebuilds() const { return rebuilds_; }
 
-  explicit traffic_world(store& s) : store_(s) {}  // use create()
+  traffic_world(store& s, double default_rps) : store_(s), default_rps_(default_rps) {}  // use create()
 
  private:
   void on_change(const change& c);
   void rebuild();
 
   store& store_;
+  double default_rps_;
   traffic_plan plan_;
   traffic_counters counters_;
   bool dirty_ = true;

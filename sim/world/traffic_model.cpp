@@ -17,6 +17,10 @@ namespace json = boost::json;
 
 namespace {
 
+constexpr std::size_t max_regex_input = 4096;
+constexpr double max_rps = 1e6;
+constexpr double max_latency_ms = 3.6e6;
+
 const json::object* obj_field(const json::object& o, std::string_view key) {
   auto it = o.find(key);
   return it != o.end() && it->value().is_object() ? &it->value().get_object() : nullptr;
@@ -42,6 +46,13 @@ std::optional<double> num_field(const json::object* o, std::string_view key) {
   if (v.is_int64()) return static_cast<double>(v.get_int64());
   if (v.is_uint64()) return static_cast<double>(v.get_uint64());
   return std::nullopt;
+}
+
+// A JSON number as an int, clamped (a cast of an out-of-range double is undefined behaviour).
+int to_int(double v) {
+  if (!(v > -1e9)) return -1'000'000'000;
+  if (v > 1e9) return 1'000'000'000;
+  return static_cast<int>(v);
 }
 
 const json::object* metadata(const json::object& o) { return obj_field(o, "metadata"); }
@@ -98,6 +109,13 @@ std::string key(std::string_view ns, std::string_view name) {
   return k;
 }
 
+std::string label_key(std::string_view ns, std::string_view k, std::string_view v) {
+  std::string out;
+  out.reserve(ns.size() + k.size() + v.size() + 2);
+  out.append(ns).append(1, '\0').append(k).append(1, '\0').append(v);
+  return out;
+}
+
 // Whether every label of `selector` is on `labels` with the same value.
 bool selects(const json::object& selector, const json::object* labels) {
   for (const auto& [k, v] : selector) {
@@ -147,6 +165,11 @@ bool string_match_impl(const json::value& match, const std::string* value, bool 
     return norm(*value).starts_with(p);
   }
   if (auto it = m.find("regex"); it != m.end() && it->value().is_string()) {
+    // libstdc++'s regex recurses per character: keep stack use bounded.
+    if (value->size() > max_regex_input) {
+      problems.push_back("a value of " + std::to_string(value->size()) + " bytes is too long to match a regex against");
+      return false;
+    }
     const std::regex* re = compiled(std::string(it->value().get_string()), icase, problems);
     return re && std::regex_match(*value, *re);
   }
@@ -208,6 +231,7 @@ class planner {
     index_pods();
     index_services();
     index_routing();
+    index_hosts();
     std::vector<const service_info*> order;
     for (const auto& [fqdn, s] : services_) order.push_back(&s);
     std::sort(order.begin(), order.end(),
@@ -302,7 +326,12 @@ class planner {
       if (pod_ready(*o)) pods_.push_back(std::move(p));
     }
     std::sort(pods_.begin(), pods_.end(), [](const pod_info& a, const pod_info& b) { return std::tie(a.ns, a.name) < std::tie(b.ns, b.name); });
-    for (const auto& p : pods_) pods_by_ns_[p.ns].push_back(&p);
+    // Ready pods by namespace and label, so a Service's selector scans only the pods that carry
+    // one of its labels rather than its whole namespace.
+    for (const auto& p : pods_)
+      if (p.labels)
+        for (const auto& [k, v] : *p.labels)
+          if (v.is_string()) pods_by_label_[label_key(p.ns, k, v.get_string())].push_back(&p);
   }
 
   void index_services() {
@@ -318,12 +347,22 @@ class planner {
         if (auto* sel = obj_field(*spec, "selector"); sel && !sel->empty() && str_field(spec, "type") != "ExternalName")
           s.selector = sel;
         if (auto* ports = arr_field(*spec, "ports"); ports && !ports->empty() && ports->front().is_object())
-          if (auto n = num_field(&ports->front().get_object(), "port")) s.port = static_cast<int>(*n);
+          if (auto n = num_field(&ports->front().get_object(), "port")) s.port = to_int(*n);
       }
-      if (s.selector)
-        if (auto it = pods_by_ns_.find(s.ns); it != pods_by_ns_.end())
-          for (const auto* p : it->second)
+      if (s.selector) {
+        const std::vector<const pod_info*>* candidates = nullptr;
+        for (const auto& [k, v] : *s.selector) {
+          auto it = v.is_string() ? pods_by_label_.find(label_key(s.ns, k, v.get_string())) : pods_by_label_.end();
+          if (it == pods_by_label_.end()) {
+            candidates = nullptr;  // no pod has this label: the Service selects nothing
+            break;
+          }
+          if (!candidates || it->second.size() < candidates->size()) candidates = &it->second;
+        }
+        if (candidates)
+          for (const auto* p : *candidates)
             if (selects(*s.selector, p->labels)) s.ready.push_back(p);
+      }
       services_.emplace(s.fqdn, std::move(s));
     }
   }
@@ -391,18 +430,26 @@ class planner {
     }
   }
 
+  // Indexes hosts once per plan: exact hosts by name (the oldest VirtualService first, as
+  // sorted), wildcards apart, so a plan costs O(services + VirtualServices), not their product.
+  void index_hosts() {
+    for (const auto& v : virtual_services_)
+      for (const auto& h : v.hosts) {
+        if (h.starts_with('*')) wildcard_hosts_.emplace_back(h, &v);
+        else vs_by_host_.try_emplace(h, &v);
+      }
+    for (const auto& d : destination_rules_) dr_by_host_[d.host].push_back(&d);
+  }
+
   const vs_info* virtual_service_for(const std::string& fqdn) const {
+    if (auto it = vs_by_host_.find(fqdn); it != vs_by_host_.end()) return it->second;
     const vs_info* wildcard = nullptr;
     std::size_t best = 0;
-    for (const auto& v : virtual_services_) {
-      for (const auto& h : v.hosts) {
-        if (h == fqdn) return &v;
-        if (h.starts_with('*') && host_covers(h, fqdn) && h.size() > best) {
-          wildcard = &v;
-          best = h.size();
-        }
+    for (const auto& [h, v] : wildcard_hosts_)
+      if (host_covers(h, fqdn) && h.size() > best) {
+        wildcard = v;
+        best = h.size();
       }
-    }
     return wildcard;
   }
 
@@ -420,10 +467,13 @@ class planner {
     // first); without one the subset is ignored.
     const json::object* labels = nullptr;
     bool found = false;
-    for (int pass = 0; pass < 2 && !found; ++pass) {
-      for (const auto& d : destination_rules_) {
-        if ((pass == 0) != (d.ns == vs_ns) || d.host != fq) continue;
-        auto* subsets = arr_field(*obj_field(*d.obj, "spec"), "subsets");
+    auto rules = dr_by_host_.find(fq);
+    for (int pass = 0; pass < 2 && !found && rules != dr_by_host_.end(); ++pass) {
+      for (const auto* dp : rules->second) {
+        const auto& d = *dp;
+        if ((pass == 0) != (d.ns == vs_ns)) continue;
+        auto* spec = obj_field(*d.obj, "spec");
+        auto* subsets = spec ? arr_field(*spec, "subsets") : nullptr;
         if (!subsets) continue;
         for (const auto& s : *subsets) {
           if (!s.is_object() || str_field(&s.get_object(), "name") != subset) continue;
@@ -443,10 +493,13 @@ class planner {
     return &c->second;
   }
 
-  static void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
-                     const std::vector<const pod_info*>& pods) {
+  static std::string flow_key(const traffic_flow& f) { return f.namespace_ + "/" + f.service + "/" + f.request_class; }
+
+  void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
+              const std::vector<const pod_info*>& pods) {
     if (rps <= 0 || pods.empty()) return;
     double each = rps / static_cast<double>(pods.size());
+    auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|";
     for (const auto* p : pods) {
       traffic_leg l;
       l.rps = each;
@@ -456,6 +509,9 @@ class planner {
       l.pod = p->name;
       l.namespace_ = p->ns;
       l.workload = p->workload;
+      l.workload_key = key(p->ns, p->workload);
+      if (auto b = plan_.workloads.find(l.workload_key); b != plan_.workloads.end()) l.behaviour = b->second;
+      l.key = prefix + key(p->ns, p->name) + (mirrored ? "|mirror" : "");
       f.legs.push_back(std::move(l));
     }
   }
@@ -467,7 +523,7 @@ class planner {
         u.rps += rps;
         return;
       }
-    f.unrouted.push_back({rps, code});
+    f.unrouted.push_back({rps, code, flow_key(f) + "|unrouted|" + std::to_string(code)});
   }
 
   void route_destinations(traffic_flow& f, const json::array& dests, const vs_info& v, double rps) {
@@ -559,16 +615,16 @@ class planner {
           auto code = num_field(abort, "httpStatus");
           if (code) {
             double aborted = rps * std::clamp(pct, 0.0, 100.0) / 100.0;
-            add_unrouted(f, aborted, static_cast<int>(*code));
+            add_unrouted(f, aborted, to_int(*code));
             rps -= aborted;
           }
         }
       if (auto* redirect = obj_field(ro, "redirect")) {
-        add_unrouted(f, rps, static_cast<int>(num_field(redirect, "redirectCode").value_or(301)));
+        add_unrouted(f, rps, to_int(num_field(redirect, "redirectCode").value_or(301)));
         return;
       }
       if (auto* direct = obj_field(ro, "directResponse")) {
-        add_unrouted(f, rps, static_cast<int>(num_field(direct, "status").value_or(200)));
+        add_unrouted(f, rps, to_int(num_field(direct, "status").value_or(200)));
         return;
       }
       auto* dests = arr_field(ro, "route");
@@ -601,7 +657,7 @@ class planner {
     const vs_info* v = virtual_service_for(s.fqdn);
     if (!v && s.ready.empty()) return;
     std::vector<std::string> probs;
-    double fallback = backends_.contains(s.fqdn) ? 0.0 : default_rps;
+    double fallback = backends_.contains(s.fqdn) ? 0.0 : objs_.default_rps;
     double rps = service_rps(*s.obj, fallback, probs);
     auto classes = request_classes(*s.obj, probs);
     for (auto& p : probs) problem("service " + key(s.ns, s.name) + ": " + p);
@@ -632,10 +688,13 @@ class planner {
   traffic_plan plan_;
   std::unordered_map<std::string, const json::object*> replica_sets_, deployments_, stateful_sets_, daemon_sets_;
   std::vector<pod_info> pods_;  // ready pods only
-  std::unordered_map<std::string, std::vector<const pod_info*>> pods_by_ns_;
+  std::unordered_map<std::string, std::vector<const pod_info*>> pods_by_label_;
   std::unordered_map<std::string, service_info> services_;  // by fqdn
   std::vector<vs_info> virtual_services_;
   std::vector<dr_info> destination_rules_;
+  std::unordered_map<std::string, const vs_info*> vs_by_host_;
+  std::vector<std::pair<std::string, const vs_info*>> wildcard_hosts_;
+  std::unordered_map<std::string, std::vector<const dr_info*>> dr_by_host_;
   std::set<std::string> backends_;
   std::unordered_map<std::string, std::vector<const pod_info*>> subset_pods_;
 };
@@ -648,8 +707,13 @@ double service_rps(const json::object& service, double fallback, std::vector<std
   auto v = parse_double(*a);
   if (!v || *v < 0) {
     problems.push_back(std::string(annotations::rps) + " \"" + std::string(*a) +
-                       "\" is not a non-negative number; using " + fraction_text(default_rps));
-    return default_rps;
+                       "\" is not a non-negative number; using " + fraction_text(fallback));
+    return fallback;
+  }
+  if (*v > max_rps) {
+    problems.push_back(std::string(annotations::rps) + " \"" + std::string(*a) + "\" is above " + fraction_text(max_rps) +
+                       "; using " + fraction_text(max_rps));
+    return max_rps;
   }
   return *v;
 }
@@ -745,7 +809,7 @@ bool http_match(const json::object& m, const simulated_request& req, std::vector
   if (auto it = m.find("scheme"); it != m.end() && !string_match(it->value(), &req.scheme, problems)) return false;
   if (auto it = m.find("method"); it != m.end() && !string_match(it->value(), &req.method, problems)) return false;
   if (auto it = m.find("authority"); it != m.end() && !string_match(it->value(), &req.authority, problems)) return false;
-  if (auto port = num_field(&m, "port"); port && static_cast<int>(*port) != req.port) return false;
+  if (auto port = num_field(&m, "port"); port && to_int(*port) != req.port) return false;
   if (auto* hs = obj_field(m, "headers"))
     for (const auto& [name, sm] : *hs) {
       auto v = header_value(req.headers, name);
@@ -816,8 +880,8 @@ workload_behaviour parse_behaviour(const json::object* a, std::vector<std::strin
   }
   if (auto s = get(annotations::latency_ms)) {
     auto v = parse_double(*s);
-    if (!v || *v < 0)
-      problems.push_back(std::string(annotations::latency_ms) + " \"" + std::string(*s) + "\" is not a non-negative number; using " +
+    if (!v || *v < 0 || *v > max_latency_ms)
+      problems.push_back(std::string(annotations::latency_ms) + " \"" + std::string(*s) + "\" is not a number of milliseconds up to an hour; using " +
                          fraction_text(default_latency_ms));
     else
       b.latency_ms = *v;

@@ -65,6 +65,9 @@ struct cluster_objects {
   std::vector<object_ptr> daemon_sets;
   std::vector<object_ptr> virtual_services;   // any served version; duplicates (same uid) ignored
   std::vector<object_ptr> destination_rules;
+  // Rate of a Service without the rps annotation (kubesim --default-rps; 0: only annotated
+  // Services send requests, which keeps /metrics small for clusters of thousands of Services).
+  double default_rps = world::default_rps;
 };
 
 // One simulated HTTP request, as the routing rules see it.
@@ -94,6 +97,9 @@ struct traffic_leg {
   std::string pod;
   std::string namespace_;   // the pod's namespace
   std::string workload;     // destination_workload: Deployment, StatefulSet, DaemonSet, ... name
+  std::string workload_key; // "<namespace>/<workload>"
+  workload_behaviour behaviour;
+  std::string key;          // unique within the plan and stable across plans: the counters' state
 };
 
 // Requests that reach no pod: the source proxy answers them (404 no route, 503 no healthy
@@ -101,6 +107,7 @@ struct traffic_leg {
 struct unrouted_share {
   double rps = 0;
   int code = 0;
+  std::string key;  // as traffic_leg::key
 };
 
 // One class of request sent to one Service.

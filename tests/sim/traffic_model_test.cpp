@@ -157,6 +157,14 @@ TEST_CASE("the rps annotation sets, turns off, or (when malformed) reports and d
   auto plan = plan_traffic(c);
   CHECK(find_flow(plan, "podinfo", "plain") == nullptr);
   CHECK(find_flow(plan, "podinfo-primary", "plain") != nullptr);
+
+  // kubesim --default-rps 0: only annotated Services send.
+  c = flagger_fixture(R"({"kubesim.dev/rps":"3"})");
+  c.default_rps = 0;
+  plan = plan_traffic(c);
+  REQUIRE(plan.flows.size() == 1);
+  CHECK(plan.flows[0].service == "podinfo");
+  CHECK(plan.flows[0].rps == 3);
 }
 
 TEST_CASE("a Service without selector, or selecting no ready pod, sends nothing") {
