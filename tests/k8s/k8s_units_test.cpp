@@ -5,6 +5,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json/value.hpp>
+#include <malloc.h>
+
+#include <unordered_map>
 #include <chrono>
 #include <string>
 
@@ -245,4 +248,52 @@ TEST_CASE("resource paths: core, grouped, cluster-scoped, all namespaces, subres
   CHECK(k8s::content_type(k8s::patch_type::strategic) == "application/strategic-merge-patch+json");
   CHECK(k8s::content_type(k8s::patch_type::json) == "application/json-patch+json");
   CHECK(k8s::content_type(k8s::patch_type::merge) == "application/merge-patch+json");
+}
+
+TEST_CASE("10,000 Canary objects as the cache stores them take a small part of the 300 MiB budget") {
+  // A realistic Canary as the API server returns it (spec from Flagger's istio example, a status
+  // mid-analysis, and managedFields that the client drops).
+  const std::string canary_template = R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary","metadata":{
+    "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"flagger.app/v1beta1\",\"kind\":\"Canary\",\"metadata\":{\"annotations\":{},\"name\":\"podinfo\",\"namespace\":\"test\"},\"spec\":{\"analysis\":{\"interval\":\"1m\",\"maxWeight\":50,\"stepWeight\":10,\"threshold\":5}}}"},
+    "creationTimestamp":"2024-05-01T10:00:00Z","generation":1,"name":"NAME","namespace":"NS","resourceVersion":"RV",
+    "uid":"6b1e2d6c-2f0e-4a57-9f6b-1b0c3c1f8e2a",
+    "managedFields":[{"apiVersion":"flagger.app/v1beta1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{}},"f:spec":{"f:analysis":{"f:interval":{},"f:maxWeight":{},"f:metrics":{},"f:stepWeight":{},"f:threshold":{},"f:webhooks":{}},"f:autoscalerRef":{},"f:progressDeadlineSeconds":{},"f:service":{"f:gateways":{},"f:hosts":{},"f:port":{},"f:retries":{},"f:targetPort":{},"f:trafficPolicy":{}},"f:targetRef":{}}},"manager":"kubectl-client-side-apply","operation":"Update","time":"2024-05-01T10:00:00Z"}]},
+    "spec":{"targetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"podinfo"},"progressDeadlineSeconds":60,
+    "autoscalerRef":{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","name":"podinfo"},
+    "service":{"port":9898,"targetPort":9898,"gateways":["public-gateway.istio-system.svc.cluster.local"],"hosts":["app.example.com"],
+    "trafficPolicy":{"tls":{"mode":"DISABLE"}},"retries":{"attempts":3,"perTryTimeout":"1s","retryOn":"gateway-error,connect-failure,refused-stream"}},
+    "analysis":{"interval":"1m","threshold":5,"maxWeight":50,"stepWeight":10,"metrics":[
+      {"name":"request-success-rate","thresholdRange":{"min":99},"interval":"1m"},
+      {"name":"request-duration","thresholdRange":{"max":500},"interval":"30s"}],
+    "webhooks":[{"name":"acceptance-test","type":"pre-rollout","url":"http://flagger-loadtester.test/","timeout":"30s","metadata":{"type":"bash","cmd":"curl -sd 'test' http://podinfo-canary:9898/token | grep token"}},
+      {"name":"load-test","url":"http://flagger-loadtester.test/","timeout":"5s","metadata":{"cmd":"hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"}}]}},
+    "status":{"phase":"Progressing","canaryWeight":20,"failedChecks":0,"iterations":0,"lastAppliedSpec":"5f8b9c7d6","lastTransitionTime":"2024-05-01T10:05:00Z",
+    "conditions":[{"type":"Promoted","status":"Unknown","reason":"Progressing","message":"Advance podinfo.test canary weight 20","lastUpdateTime":"2024-05-01T10:05:00Z","lastTransitionTime":"2024-05-01T10:01:00Z"}],
+    "trackedConfigs":{"configmap/podinfo-config-env":"6f7b8a9c","secret/podinfo-secret-env":"1a2b3c4d"}}})";
+  auto make = [&](int i) {
+    std::string s = canary_template;
+    s.replace(s.find("\"NAME\""), 6, "\"podinfo-" + std::to_string(i) + "\"");
+    s.replace(s.find("\"NS\""), 4, "\"team-" + std::to_string(i % 100) + "\"");
+    s.replace(s.find("\"RV\""), 4, "\"" + std::to_string(100000 + i) + "\"");
+    return s;
+  };
+  const auto one = k8s::object::parse(make(0));
+  REQUIRE(one.has_value());
+  CHECK(make(0).size() > 2500);
+  CHECK(one->json().find("managedFields") == std::string_view::npos);
+
+  const auto heap_before = mallinfo2().uordblks;
+  std::unordered_map<std::string, k8s::object_ptr> store;
+  for (int i = 0; i < 10'000; ++i) {
+    auto o = k8s::object::parse(make(i));
+    REQUIRE(o.has_value());
+    auto p = std::make_shared<const k8s::object>(std::move(*o));
+    store.emplace(p->key(), std::move(p));
+  }
+  const auto heap_after = mallinfo2().uordblks;
+  const double mib = static_cast<double>(heap_after - heap_before) / (1024.0 * 1024.0);
+  MESSAGE("10,000 canaries (" << make(0).size() << " bytes of JSON each, " << one->json().size()
+                              << " stored) use " << mib << " MiB of heap");
+  CHECK(store.size() == 10'000);
+  CHECK(mib < 60.0);
 }
