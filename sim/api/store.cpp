@@ -65,7 +65,7 @@ api_error not_found(const resource_info& r, std::string_view name) {
   return {404, "NotFound", fmt::format("{} \"{}\" not found", r.qualified(), name), details_of(r, name)};
 }
 
-api_error bad_request(std::string message) { return {400, "BadRequest", std::move(message), {}}; }
+api_error bad_request_error(std::string message) { return {400, "BadRequest", std::move(message), {}}; }
 
 api_error invalid(std::string_view kind, std::string_view group, std::string_view name,
                   const std::vector<field_error>& errs) {
@@ -346,10 +346,10 @@ class store_impl final : public store {
     bool skip_start = false;
     if (!opts.continue_token.empty()) {
       auto t = decode_continue(opts.continue_token);
-      if (!t) return bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+      if (!t) return bad_request_error("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
       out.resource_version = t->first;
       start = t->second;
-      if (!ns.empty() && start.first != ns) return bad_request("continue key is not valid: key does not match the request");
+      if (!ns.empty() && start.first != ns) return bad_request_error("continue key is not valid: key does not match the request");
       skip_start = true;
     }
     auto it = c->objects.lower_bound(start);
@@ -684,16 +684,16 @@ class store_impl final : public store {
     auto* c = collection_of(r);
     if (!c) return resource_gone(r);
     std::string ns = r.namespaced ? std::string(ns_in) : std::string();
-    if (r.namespaced && ns.empty()) return bad_request("the namespace of the object must be set");
+    if (r.namespaced && ns.empty()) return bad_request_error("the namespace of the object must be set");
     if (auto* m = o.if_contains("metadata"); m && !m->is_object() && !m->is_null())
-      return bad_request("metadata must be an object");
+      return bad_request_error("metadata must be an object");
     auto& meta = meta_of(o);
     if (auto mns = meta_string(o, "namespace"); r.namespaced && !mns.empty() && mns != ns)
-      return bad_request("the namespace of the provided object does not match the namespace sent on the request");
+      return bad_request_error("the namespace of the provided object does not match the namespace sent on the request");
     if (!r.namespaced) meta.erase("namespace");
     else meta["namespace"] = ns;
     if (auto rv = meta_string(o, "resourceVersion"); !rv.empty())
-      return bad_request("resourceVersion should not be set on objects to be created");
+      return bad_request_error("resourceVersion should not be set on objects to be created");
 
     std::string name(meta_string(o, "name"));
     bool generated = false;
@@ -768,11 +768,11 @@ class store_impl final : public store {
     if (it == c->objects.end()) return not_found(r, name);
     object_ptr old = it->second;
     if (auto* m = in.if_contains("metadata"); m && !m->is_object() && !m->is_null())
-      return bad_request("metadata must be an object");
+      return bad_request_error("metadata must be an object");
     if (auto n = meta_string(in, "name"); !n.empty() && n != name)
-      return bad_request(fmt::format("the name of the object ({}) does not match the name on the URL ({})", n, name));
+      return bad_request_error(fmt::format("the name of the object ({}) does not match the name on the URL ({})", n, name));
     if (auto mns = meta_string(in, "namespace"); r.namespaced && !mns.empty() && mns != ns)
-      return bad_request("the namespace of the provided object does not match the namespace sent on the request");
+      return bad_request_error("the namespace of the provided object does not match the namespace sent on the request");
     if (auto rv = meta_string(in, "resourceVersion"); !rv.empty() && rv != meta_string(*old, "resourceVersion"))
       return conflict(r, name, stale_message);
     if (auto uid = meta_string(in, "uid"); !uid.empty() && uid != meta_string(*old, "uid"))

@@ -199,7 +199,7 @@ std::unique_ptr<store> make_store(store_options opts);
 
 // The Status-style errors a real server sends ("deployments.apps \"x\" not found").
 api_error not_found(const resource_info& r, std::string_view name);
-api_error bad_request(std::string message);
+api_error bad_request_error(std::string message);
 // 422 Invalid: "Deployment.apps \"x\" is invalid: spec.selector: Required value".
 api_error invalid(std::string_view kind, std::string_view group, std::string_view name,
                   const std::vector<field_error>& errs);
