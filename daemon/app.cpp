@@ -1,9 +1,17 @@
 #include "daemon/app.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <fmt/format.h>
+
+#include <exception>
 
 #include "core/version.hpp"
 #include "daemon/metrics_registry.hpp"
+#include "k8s/api_client.hpp"
+#include "k8s/cache.hpp"
+#include "k8s/config.hpp"
 #include "k8s/http_server.hpp"
 #include "k8s/log.hpp"
 
@@ -11,6 +19,13 @@ namespace canaryd {
 namespace {
 
 namespace asio = boost::asio;
+
+const k8s::resource canaries_resource{"flagger.app", "v1beta1", "canaries", true};
+
+// "name.namespace", Flagger's `canary` log field.
+std::string canary_id(const k8s::object& o) {
+  return fmt::format("{}.{}", o.name(), o.namespace_name());
+}
 
 // One process-wide instance. Thread affinity: the io_context thread.
 class app_impl final : public app {
@@ -21,6 +36,20 @@ class app_impl final : public app {
   }
 
   std::optional<std::string> start() {
+    k8s::cluster_config cfg;
+    try {
+      cfg = k8s::load_config({opts_.kubeconfig, opts_.master, opts_.context, {}});
+    } catch (const k8s::config_error& e) {
+      return std::string(e.what());
+    }
+    k8s::api_client_options co;
+    co.qps = opts_.kubeconfig_qps;
+    co.burst = opts_.kubeconfig_burst;
+    co.user_agent = fmt::format("canaryd/{}", version());
+    auto client = k8s::api_client::create(ex_, cfg, co);
+    if (!client) return fmt::format("cannot use the cluster configuration from {}: {}", cfg.source, client.error().what());
+    client_ = std::move(*client);
+
     http::server_options so;
     so.listen = fmt::format("{}:{}", opts_.listen_address.empty() ? "0.0.0.0" : opts_.listen_address, opts_.port);
     so.header_timeout = std::chrono::seconds(10);
@@ -28,17 +57,76 @@ class app_impl final : public app {
                                                  http::responder& out) { return serve(req, out); });
     if (!srv) return fmt::format("cannot listen on {}: {}", so.listen, srv.error().message());
     server_ = std::move(*srv);
-    log::info("canaryd started", {{"version", version()}, {"listen", server_->local_address()}});
+    log::info("canaryd starting", {{"version", version()},
+                                   {"listen", server_->local_address()},
+                                   {"server", cfg.server},
+                                   {"source", cfg.source}});
+    asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        fail(fmt::format("internal error: {}", ex.what()));
+      }
+    });
     return std::nullopt;
   }
 
   void stop() override {
     if (stopping_) return;
     stopping_ = true;
+    if (canaries_) canaries_->stop();
     if (server_) server_->stop();
+    if (client_) client_->shutdown();
   }
 
+  int exit_code() const override { return exit_code_; }
+
  private:
+  // Checks that the API server answers and serves Canaries (as Flagger does at start: a
+  // one-item list), then keeps the Canary cache running until stop().
+  asio::awaitable<void> run() {
+    k8s::list_options probe;
+    probe.limit = 1;
+    auto first = co_await client_->list(canaries_resource, opts_.namespace_, probe);
+    if (stopping_) co_return;
+    if (!first) {
+      const auto& err = first.error();
+      if (k8s::is_not_found(err))
+        fail("the API server does not serve canaries.flagger.app/v1beta1: apply the CRDs in deploy/crds first");
+      else
+        fail(fmt::format("cannot reach the API server at {}: {}", client_->config().server, err.what()));
+      co_return;
+    }
+    k8s::watch_options wo;
+    wo.res = canaries_resource;
+    wo.namespace_name = opts_.namespace_;
+    canaries_ = std::make_unique<k8s::cache>(*client_, wo);
+    canaries_->subscribe({
+        [](const k8s::object_ptr& o) {
+          log::info(fmt::format("canary {} added", canary_id(*o)),
+                    {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
+        },
+        [](const k8s::object_ptr&, const k8s::object_ptr& o) {
+          log::info(fmt::format("canary {} updated", canary_id(*o)),
+                    {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
+        },
+        [](const k8s::object_ptr& o) {
+          log::info(fmt::format("canary {} deleted", canary_id(*o)), {{"canary", canary_id(*o)}});
+        },
+    });
+    canaries_->on_synced([this] {
+      log::info("caches synced", {{"canaries", static_cast<std::int64_t>(canaries_->size())}});
+    });
+    co_await canaries_->run();
+  }
+
+  void fail(std::string message) {
+    log::error(message);
+    exit_code_ = 1;
+    stop();
+  }
+
   asio::awaitable<void> serve(const http::request& req, http::responder& out) {
     auto parts = http::split_target(req.target);
     http::response res;
@@ -62,13 +150,16 @@ class app_impl final : public app {
     co_await out.send(std::move(res));
   }
 
-  bool is_ready() const { return !stopping_; }
+  bool is_ready() const { return !stopping_ && canaries_ && canaries_->synced(); }
 
   asio::any_io_executor ex_;
   options opts_;
   metrics_registry metrics_;
+  std::unique_ptr<k8s::api_client> client_;
   std::unique_ptr<http::server> server_;
+  std::unique_ptr<k8s::cache> canaries_;
   bool stopping_ = false;
+  int exit_code_ = 0;
 };
 
 }  // namespace

@@ -24,6 +24,9 @@ class app {
   // Graceful stop: cancel every task and close connections, so the io_context runs out of
   // work. The caller bounds the drain (main abandons what is left after two seconds).
   virtual void stop() = 0;
+  // 0, or 1 once a fatal error (the API server unreachable or not serving Canaries at start)
+  // has stopped the daemon.
+  virtual int exit_code() const = 0;
 };
 
 }  // namespace canaryd

@@ -69,5 +69,5 @@ int main(int argc, char** argv) {
     }
   }
   log::info("stopped");
-  return 0;
+  return (*d)->exit_code();
 }
