@@ -81,6 +81,7 @@ class app_impl final : public app {
   }
 
   int exit_code() const override { return exit_code_; }
+  bool stopping() const override { return stopping_; }
 
  private:
   // Checks that the API server answers and serves Canaries (as Flagger does at start: a

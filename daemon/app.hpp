@@ -27,6 +27,8 @@ class app {
   // 0, or 1 once a fatal error (the API server unreachable or not serving Canaries at start)
   // has stopped the daemon.
   virtual int exit_code() const = 0;
+  // True once stop() was called, by a signal or by a fatal error.
+  virtual bool stopping() const = 0;
 };
 
 }  // namespace canaryd

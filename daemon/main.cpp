@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   for (;;) {
     io.run_for(std::chrono::milliseconds(50));
     if (io.stopped()) break;
+    if ((*d)->stopping() && !drain_deadline) {  // a fatal error stopped the daemon
+      signals.cancel();
+      drain_deadline = clock::now() + std::chrono::milliseconds(1500);
+    }
     if (drain_deadline && clock::now() >= *drain_deadline) {
       log::warn("drain deadline passed; abandoning unfinished tasks");
       break;
