@@ -1022,10 +1022,10 @@ class api_impl final : public api_server {
     return object_response(200, *res, r, req);
   }
 
+  // A real server hides the cause of a failed patch (patch_error::detail); it is logged here.
   static api_error from_patch_error(const patch_error& e) {
-    api_error out{e.code, e.reason, e.message, {}};
-    if (e.code == 422) out.details = json::object{{"causes", json::array{json::object{{"message", e.detail}}}}};
-    return out;
+    log::debug("patch failed", {{"detail", e.detail}});
+    return api_error{e.code, e.reason, e.message, {}};
   }
 
   // --- scale ----------------------------------------------------------------------------------
