@@ -29,10 +29,11 @@ decoded<alert_provider> decode_alert_provider(std::string_view json);
 enum class alert_severity { info, warn, error };
 std::string_view to_string(alert_severity s);  // "info", "warn", "error"
 
-// Whether an alert of `message` severity goes to a canary alert configured with `configured`
-// ("info" gets all, "warn" gets warn and error, "error" gets error only).
-// [quirk] Flagger matches nothing for an empty severity although its docs say the default is
-// info; fixed: "" behaves as "info".
+// Whether an alert of `message` severity goes to a canary alert configured with `configured`,
+// as Flagger's docs describe it: "info" gets all, "warn" gets warn and error, "error" gets error
+// only. [quirk] Flagger's code differs from its docs: an empty severity matches nothing (the docs
+// say the default is info), "error" also receives warn alerts and "warn" does not receive error
+// alerts. Fixed: we follow the docs.
 bool alert_matches(std::string_view configured, alert_severity message);
 
 }  // namespace canaryd::core

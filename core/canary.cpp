@@ -676,8 +676,9 @@ class canary_validator {
     for (std::size_t i = 0; i < a.step_weights.size(); ++i) {
       const std::string p = fmt::format("spec.analysis.stepWeights[{}]", i);
       const int w = a.step_weights[i];
-      if (w < 1 || w > 100) {
-        error(p, fmt::format("must be between 1 and 100, got {}", w));
+      // Above 100 is allowed: Flagger caps the ladder at 100 (maxWeight = min(100, last step)).
+      if (w < 1) {
+        error(p, fmt::format("must be at least 1, got {}", w));
       } else if (i > 0 && w <= a.step_weights[i - 1]) {
         error(p, fmt::format("must be greater than the previous step ({}), got {}", a.step_weights[i - 1], w));
       }
@@ -695,6 +696,10 @@ class canary_validator {
       duration(p + ".interval", m.interval, std::chrono::milliseconds(1));
       if (m.range && m.range->min && m.range->max && *m.range->min > *m.range->max) {
         error(p + ".thresholdRange", fmt::format("min ({}) must not exceed max ({})", *m.range->min, *m.range->max));
+      }
+      if (m.name == "request-duration" && !m.range && m.threshold <= 0) {
+        // Flagger compares the duration with a 0 ms maximum and fails every check.
+        error(p + ".thresholdRange", "request-duration needs a thresholdRange (milliseconds) or a threshold");
       }
       if (m.template_ref) {
         if (m.template_ref->name.empty()) error(p + ".templateRef.name", "required");
