@@ -665,6 +665,10 @@ class canary_validator {
 
   void analysis(const canary_analysis& a) {
     duration("spec.analysis.interval", a.interval, std::chrono::seconds(1));
+    // Pacing adds the interval to wall-clock times; a year is plenty and can never overflow.
+    if (auto d = parse_go_duration(a.interval); d && *d > std::chrono::hours(24 * 365)) {
+      error("spec.analysis.interval", fmt::format("must be at most 8760h, got {}", q(a.interval)));
+    }
     if (a.iterations < 0) error("spec.analysis.iterations", fmt::format("must not be negative, got {}", a.iterations));
     if (a.threshold < 0) error("spec.analysis.threshold", fmt::format("must not be negative, got {}", a.threshold));
     percent("spec.analysis.maxWeight", a.max_weight);

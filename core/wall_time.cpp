@@ -28,6 +28,9 @@ std::optional<wall_time> parse_rfc3339(std::string_view s) {
   }
   const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
   if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits: 1678..2261 only. Anything else is not a time
+  // Kubernetes writes, and converting it would overflow.
+  if (y < 1678 || y > 2261) return std::nullopt;
   std::size_t pos = 19;
   nanoseconds frac{0};
   if (pos < s.size() && s[pos] == '.') {

@@ -12,7 +12,8 @@ using wall_clock = std::chrono::system_clock;
 using wall_time = wall_clock::time_point;
 
 // "2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123456Z", "2024-05-01T12:00:00+02:00" (also a
-// lowercase t/z). nullopt for anything else, including impossible dates.
+// lowercase t/z). nullopt for anything else, including impossible dates and years outside
+// 1678..2261 (what a nanosecond system_clock can hold).
 std::optional<wall_time> parse_rfc3339(std::string_view text);
 
 // Seconds precision with "Z", as metav1.Time serializes: "2024-05-01T10:00:00Z".

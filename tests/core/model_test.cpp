@@ -462,6 +462,7 @@ TEST_CASE("each validation error names its field") {
       {minimal(R"("interval": "10", "stepWeight": 10)"),
        R"(spec.analysis.interval: invalid duration "10" (Go syntax: "1m", "30s", "1m30s", "500ms", "1h"))"},
       {minimal(R"("interval": "500ms", "stepWeight": 10)"), R"(spec.analysis.interval: must be at least 1s, got "500ms")"},
+      {minimal(R"("interval": "9000h", "stepWeight": 10)"), R"(spec.analysis.interval: must be at most 8760h, got "9000h")"},
       {minimal(R"("interval": "1m", "stepWeights": [10, 5])"),
        "spec.analysis.stepWeights[1]: must be greater than the previous step (10), got 5"},
       {minimal(R"("interval": "1m", "stepWeights": [0, 50])"), "spec.analysis.stepWeights[0]: must be at least 1, got 0"},
