@@ -420,13 +420,15 @@ class api_impl final : public api_server {
       rec.code = 200;
       account(rec, user_agent);
       co_await serve_watch(*watch, out);
-    } else {
-      if (!res) res = error_response(internal("no response"));
-      rec.code = res->status;
-      account(rec, user_agent);
-      co_await out.send(std::move(*res));
+      log_request(req, target, rec, user_agent, started);  // a watch is logged when it ends
+      co_return;
     }
+    if (!res) res = error_response(internal("no response"));
+    rec.code = res->status;
+    account(rec, user_agent);
+    // Logged before the answer leaves, so a client that got its answer finds the line written.
     log_request(req, target, rec, user_agent, started);
+    co_await out.send(std::move(*res));
   }
 
   static bool health_path(std::string_view p) {

@@ -626,6 +626,13 @@ TEST_CASE("discovery, version and openapi answer as kubectl expects") {
   CHECK(str_at(page.json(), {"metadata", "remainingItemCount"}) == "3");
   auto next = call(ks, "GET", "/api/v1/namespaces/default/configmaps?limit=2&continue=" + http::percent_encode(token));
   CHECK(str_at(next.json(), {"items"}).find("p2") != std::string::npos);
+  // deletecollection with a label selector answers the deleted objects.
+  REQUIRE(call(ks, "POST", "/api/v1/namespaces/default/configmaps", R"({"metadata":{"name":"doomed","labels":{"x":"1"}}})").status == 201);
+  auto dc = call(ks, "DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=x%3D1");
+  CHECK(dc.status == 200);
+  CHECK(dc.json().at("items").as_array().size() == 1);
+  CHECK(call(ks, "GET", "/api/v1/namespaces/default/configmaps/doomed").status == 404);
+  CHECK(call(ks, "GET", "/api/v1/namespaces/default/configmaps/p0").status == 200);
   // kubectl pages with --chunk-size.
   CHECK(ks.kubectl_ok({"get", "configmaps", "--chunk-size=2", "-o", "name"}).find("configmap/p4") != std::string::npos);
 }
