@@ -166,7 +166,6 @@ TEST_CASE("with --prometheus, Istio 80/20 weights and a 0.5 error rate show in P
   kubesim_options o;
   o.prometheus = true;
   kubesim_instance ks(o);
-  INFO("kubesim log:\n" << ks.log());
   REQUIRE_FALSE(ks.prometheus_url().empty());
   const auto& prom = ks.prometheus_url();
   // The first scrape landed before the ready line.
