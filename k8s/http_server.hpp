@@ -33,7 +33,10 @@ struct peer_info {
 
 // How a handler answers: either one whole response, or a streamed one (chunked encoding), used
 // for watches and long polls. Exactly one of send() / begin_stream() is called per request;
-// a handler that returns without either gets a 500.
+// a handler that returns without either gets a 500. One write at a time (await each before the
+// next). Write errors: errc::closed (peer gone, abort(), drop_connections()), errc::cancelled
+// (stop()), errc::timeout (write_timeout passed; the connection is then closed),
+// errc::protocol_error (a call out of order, e.g. write_chunk before begin_stream: a bug, logged).
 class responder {
  public:
   virtual ~responder() = default;
