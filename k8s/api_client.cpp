@@ -150,6 +150,10 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
   std::optional<api_error> last;
   auto finish = [&](api_error e) {
     e = with_request(std::move(e), description);
+    if (e.http_status == 401) {
+      // Say whose credentials were refused: expired, revoked or meant for another cluster.
+      e.message += (e.message.empty() ? "" : "; ") + ("rejected " + creds_->describe());
+    }
     if (attempts > 1 && e.is_transport()) e.message += fmt::format(" (after {} attempts)", attempts);
     return e;
   };
@@ -192,7 +196,8 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
       const auto err = res.error();
       if (err == http::errc::cancelled || err == asio::error::operation_aborted) co_return cancelled_error(description);
       last = transport_error(err);
-      retryable = idempotent || err == http::errc::connect_failed;
+      // A failed TLS handshake (wrong CA, bad client certificate) will not pass on a retry.
+      retryable = (idempotent || err == http::errc::connect_failed) && err != http::errc::tls_failed;
       delay = bo.next();
     } else {
       const int status = res->status;
@@ -528,6 +533,7 @@ asio::awaitable<api_result<std::unique_ptr<http::body_stream>>> api_client::open
       ++stats_.auth_refreshes;
       continue;
     }
+    if (status == 401) e.message += (e.message.empty() ? "" : "; ") + ("rejected " + creds_->describe());
     if (status == 429 && e.retry_after_seconds > 0) {
       impl_->limiter.pause_for(
           std::min<std::chrono::milliseconds>(std::chrono::seconds(e.retry_after_seconds), opts_.max_retry_after));

@@ -135,6 +135,25 @@ asio::awaitable<api_result<std::string>> credentials::authorization() {
   co_return std::string();
 }
 
+std::string credentials::describe() const {
+  std::string what;
+  if (cfg_.exec) {
+    what = "the token from exec plugin \"" + cfg_.exec->command + "\"";
+  } else if (!cfg_.token_file.empty()) {
+    what = "the bearer token in " + cfg_.token_file.string();
+  } else if (!cfg_.token.empty()) {
+    what = "the bearer token";
+  } else if (cfg_.basic) {
+    what = "the username/password";
+  } else if (!tls_.cert_pem.empty()) {
+    what = "the client certificate";
+  } else {
+    return "no credentials were presented (" + cfg_.source + ")";
+  }
+  if (!cfg_.user_name.empty()) what += " of user \"" + cfg_.user_name + "\"";
+  return what + " from " + cfg_.source;
+}
+
 bool credentials::invalidate() noexcept {
   if (cfg_.exec) {
     if (exec_running_) return true;  // a fresh run is under way

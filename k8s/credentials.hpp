@@ -47,6 +47,9 @@ class credentials {
   std::uint64_t tls_generation() const noexcept { return tls_generation_; }
 
   const cluster_config& config() const noexcept { return cfg_; }
+  // What is presented and where it comes from, for a 401's message: "the bearer token of user
+  // \"u\" in kubeconfig /x (context \"c\")", "no credentials", ...
+  std::string describe() const;
   std::uint64_t exec_runs() const noexcept { return exec_runs_; }
   std::uint64_t token_file_reads() const noexcept { return token_reads_; }
 

@@ -538,6 +538,7 @@ TEST_CASE("a 401 makes the client re-read its token file once and retry") {
   CHECK(st.refreshes == 1);
   CHECK(st.unauthorized == 1);
   CHECK(st.expired.find(": 401 Unauthorized: Unauthorized") != std::string::npos);
+  CHECK(st.expired.find("; rejected the bearer token in ") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------
