@@ -325,6 +325,7 @@ struct crud_state {
   std::size_t paged_items = 0;
   int pages = 0;
   std::size_t selected = 0;
+  std::uint64_t connections = 0;
 };
 
 asio::awaitable<void> crud(fake_api* api, crud_state* st) {
@@ -379,6 +380,7 @@ asio::awaitable<void> crud(fake_api* api, crud_state* st) {
   st->deleted = del.has_value();
   auto missing = co_await c->get(configmaps, "default", "a");
   st->gone = !missing.has_value() && k8s::is_not_found(missing.error());
+  st->connections = api->server->accepted_connections();
   api->server->stop();
 }
 
@@ -399,6 +401,7 @@ TEST_CASE("CRUD over a loopback API: values for AlreadyExists, Conflict and NotF
   CHECK(st.paged_items == 7);
   CHECK(st.deleted);
   CHECK(st.gone);
+  CHECK(st.connections == 1);  // ~20 sequential requests over one keep-alive connection
   bool saw_policy = false;
   for (const auto& l : api.log) saw_policy |= l == "DELETE " + collection + "/a?propagationPolicy=Foreground";
   CHECK(saw_policy);
