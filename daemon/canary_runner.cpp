@@ -1,0 +1,373 @@
+#include "daemon/canary_runner.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <variant>
+
+#include "core/canary.hpp"
+#include "core/metric_check.hpp"
+#include "core/rollout.hpp"
+#include "daemon/event_recorder.hpp"
+#include "daemon/target.hpp"
+#include "k8s/log.hpp"
+#include "mesh/router.hpp"
+
+namespace canaryd {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+// One Canary's task state, shared between the runner's map and the coroutine.
+struct canary_runner::task {
+  task(asio::any_io_executor ex, std::string k) : key(std::move(k)), timer(ex) {
+    auto slash = key.find('/');
+    namespace_name = key.substr(0, slash);
+    name = key.substr(slash + 1);
+  }
+  std::string key, namespace_name, name;
+  asio::steady_timer timer;
+  bool dirty = true;     // something changed since the last decide()
+  bool stopped = false;
+  std::optional<core::wall_time> last_step;
+  std::set<std::string> interests;
+  // The Canary as our last status write returned it, and the resourceVersion it replaced: while
+  // the cache still holds that older version, the written object is the truth.
+  k8s::object_ptr written;
+  std::string written_over;
+  std::string cached_version;  // of the cache's object when this tick started
+};
+
+namespace {
+
+const char* source_name(canary_runner::source s) {
+  switch (s) {
+    case canary_runner::source::deployment: return "deployment";
+    case canary_runner::source::configmap: return "configmap";
+    case canary_runner::source::secret: return "secret";
+  }
+  return "?";
+}
+
+std::string interest_key(std::string_view source, std::string_view ns, std::string_view name) {
+  return fmt::format("{}/{}/{}", source, ns, name);
+}
+
+}  // namespace
+
+// The coroutine and its helpers; a friend of canary_runner.
+struct runner_access {
+  using task = canary_runner::task;
+
+  static asio::awaitable<void> run(canary_runner& r, std::shared_ptr<task> t) {
+    log::debug("canary task started", {{"canary", t->name + "." + t->namespace_name}});
+    while (!t->stopped) {
+      t->dirty = false;
+      std::optional<core::wall_time> wake_at = co_await tick(r, *t);
+      if (t->stopped) break;
+      if (t->dirty) continue;
+      if (wake_at) {
+        auto wait = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*wake_at - core::wall_clock::now());
+        t->timer.expires_after(std::max(wait, std::chrono::steady_clock::duration::zero()));
+      } else {
+        t->timer.expires_at(std::chrono::steady_clock::time_point::max());
+      }
+      boost::system::error_code ec;
+      co_await t->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  // The Canary to decide on: the cache's, unless our own status write is newer.
+  static k8s::object_ptr current(canary_runner& r, task& t) {
+    auto obj = r.k_.canaries.get(t.namespace_name, t.name);
+    if (!obj) return nullptr;
+    t.cached_version = obj->resource_version();
+    if (t.written && obj->uid() == t.written->uid() && obj->resource_version() == t.written_over) return t.written;
+    t.written.reset();
+    return obj;
+  }
+
+  static asio::awaitable<std::optional<core::wall_time>> tick(canary_runner& r, task& t) {
+    auto obj = current(r, t);
+    if (!obj) co_return std::nullopt;
+    core::decode_options dopts;
+    dopts.no_cross_namespace_refs = r.opts_.no_cross_namespace_refs;
+    auto dec = core::decode_canary(obj->json(), dopts);
+    const core::canary& c = dec.value;
+    const core::wall_time now = core::wall_clock::now();
+
+    core::observed_state obs;
+    target_controller* target = nullptr;
+    mesh_router* mesh = nullptr;
+    std::set<std::string> interests;
+    if (dec.ok()) {
+      const auto& ref = c.spec.target_ref;
+      if (ref.kind == "Deployment") {
+        target = r.deployments_.get();
+        target->observe(c, obs, now);
+        interests.insert(interest_key("deployment", c.metadata.namespace_, ref.name));
+        interests.insert(interest_key("deployment", c.metadata.namespace_, c.primary_workload_name()));
+        for (const auto& [k, _] : obs.tracked_configs) {
+          auto slash = k.find('/');
+          if (slash == std::string::npos) continue;
+          interests.insert(interest_key(k.substr(0, slash), c.metadata.namespace_, k.substr(slash + 1)));
+        }
+      } else {
+        obs.target_error = fmt::format("target kind {} is not supported yet", ref.kind);
+      }
+      mesh = router_for(r, c);
+      if (mesh) {
+        mesh->observe(c, obs);
+      } else {
+        obs.routes_error = fmt::format("provider {} is not supported yet",
+                                       c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider);
+      }
+    }
+    r.set_interests(t, std::move(interests));
+
+    core::rollout_options ro;
+    ro.mesh_provider = r.opts_.mesh_provider;
+    ro.config_tracking = r.opts_.enable_config_tracking;
+    core::tick_clock clock{now, t.last_step};
+    for (int round = 0; round < 32; ++round) {
+      core::decision d = core::decide(c, dec.errors, obs, ro, clock);
+      if (d.need_webhooks) {
+        std::vector<core::webhook_outcome> outcomes;
+        for (const auto& h : d.need_webhooks->hooks) {
+          outcomes.push_back({h.name, false, "webhooks are not supported yet"});
+          break;  // stop after the first failure, as Flagger does
+        }
+        obs.webhook_results[d.need_webhooks->type] = std::move(outcomes);
+        continue;
+      }
+      if (d.need_metrics) {
+        std::vector<core::metric_observation> answers;
+        for (std::size_t i = 0; i < d.need_metrics->queries.size(); ++i) {
+          core::metric_observation o;
+          o.result = core::metric_observation::outcome::query_failed;
+          o.error = "metric analysis is not supported yet";
+          answers.push_back(std::move(o));
+        }
+        obs.metric_results = std::move(answers);
+        continue;
+      }
+      co_await apply(r, t, c, *obj, target, mesh, d);
+      if (d.step_taken) t.last_step = now;
+      co_return d.wake_at;
+    }
+    log::error("decide() kept asking for input; giving up until the next change", {{"canary", c.id()}});
+    co_return std::nullopt;
+  }
+
+  static mesh_router* router_for(canary_runner& r, const core::canary& c) {
+    std::string provider = c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider;
+    auto it = r.meshes_.find(provider);
+    if (it == r.meshes_.end()) it = r.meshes_.emplace(provider, make_mesh_router(provider, r.k_, r.opts_)).first;
+    return it->second.get();
+  }
+
+  static asio::awaitable<void> apply(canary_runner& r, task& t, const core::canary& c, const k8s::object& obj,
+                                     target_controller* target, mesh_router* mesh, const core::decision& d) {
+    for (const auto& step : d.steps) {
+      if (t.stopped) co_return;
+      action_result res;
+      if (auto* a = std::get_if<core::workload_action>(&step)) {
+        res = co_await workload(r, t, c, obj, target, mesh, *a);
+      } else if (auto* s = std::get_if<core::reconcile_primary_scaler>(&step)) {
+        res = target ? co_await target->reconcile_primary_scaler(c, s->init) : action_result(std::string("no target controller"));
+      } else if (auto* s = std::get_if<core::set_routes>(&step)) {
+        res = mesh ? co_await mesh->set_routes(c, s->routes) : action_result(std::string("no router"));
+      } else if (auto* s = std::get_if<core::write_status>(&step)) {
+        res = co_await write_status(r, t, c, obj, s->status);
+      } else if (auto* s = std::get_if<core::record_event>(&step)) {
+        co_await r.events_->record(c, s->event);
+      } else if (auto* s = std::get_if<core::send_alert>(&step)) {
+        // Alert providers are a later issue: the alert is logged only.
+        log::info(fmt::format("alert: {}", s->message), {{"canary", c.id()}});
+      } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
+        std::vector<core::webhook_outcome> outcomes;
+        for (const auto& h : s->hooks) outcomes.push_back({h.name, false, "webhooks are not supported yet"});
+        for (const auto& e : core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes))
+          co_await r.events_->record(c, e);
+      }
+      if (!res) {
+        core::canary_event ev;
+        ev.severity = core::event_severity::warning;
+        ev.message = res.error();
+        ev.phase = c.status.phase;
+        co_await r.events_->record(c, ev);
+        co_return;
+      }
+    }
+  }
+
+  static asio::awaitable<action_result> workload(canary_runner& r, task& t, const core::canary& c,
+                                                 const k8s::object& obj, target_controller* target,
+                                                 mesh_router* mesh, core::workload_action a) {
+    using wa = core::workload_action;
+    switch (a) {
+      case wa::initialize_services: co_return co_await r.services_->initialize(c);
+      case wa::reconcile_apex: co_return co_await r.services_->reconcile(c);
+      case wa::reconcile_mesh:
+        if (!mesh) co_return action_result(std::string("no router for the canary's provider"));
+        co_return co_await mesh->reconcile(c);
+      case wa::finalize_routers: {
+        auto s = co_await r.services_->finalize(c);
+        if (!s) co_return s;
+        if (mesh) co_return co_await mesh->finalize(c);
+        co_return action_result();
+      }
+      case wa::check_metric_providers:
+        // Metric providers are a later issue: nothing to check yet.
+        co_return action_result();
+      case wa::add_finalizer:
+      case wa::remove_finalizer: co_return co_await finalizer(r, t, c, obj, a == wa::add_finalizer);
+      default:
+        if (!target) co_return action_result(fmt::format("no controller for target kind {}", c.spec.target_ref.kind));
+        co_return co_await target->apply(c, a);
+    }
+  }
+
+  static asio::awaitable<action_result> finalizer(canary_runner& r, task& t, const core::canary& c,
+                                                  const k8s::object& obj, bool add) {
+    std::vector<std::string> list = c.metadata.finalizers;
+    auto it = std::find(list.begin(), list.end(), core::canary_finalizer);
+    if (add == (it != list.end())) co_return action_result();
+    if (add)
+      list.emplace_back(core::canary_finalizer);
+    else
+      list.erase(it);
+    json::array fin;
+    for (const auto& f : list) fin.emplace_back(json::string(f));
+    json::object meta{{"resourceVersion", latest(t, obj).resource_version()}, {"finalizers", std::move(fin)}};
+    json::object body{{"metadata", std::move(meta)}};
+    const std::string text = json::serialize(body);
+    auto res = co_await r.k_.client.patch(resources::canaries, t.namespace_name, t.name, k8s::patch_type::merge, text);
+    if (!res) co_return action_result(fmt::format("{} finalizer on {} failed: {}", add ? "adding" : "removing", c.id(),
+                                                  res.error().what()));
+    remember(t, std::move(*res));
+    co_return action_result();
+  }
+
+  // `obj`, or our own later write of it while the cache has not caught up.
+  static const k8s::object& latest(task& t, const k8s::object& obj) {
+    // current() dropped `written` if the cache moved past it.
+    return t.written && t.written->uid() == obj.uid() ? *t.written : obj;
+  }
+
+  static void remember(task& t, k8s::object after) {
+    t.written_over = t.cached_version;
+    t.written = std::make_shared<const k8s::object>(std::move(after));
+  }
+
+  // The whole status through the status subresource; on Conflict re-read and retry with the
+  // same status value.
+  static asio::awaitable<action_result> write_status(canary_runner& r, task& t, const core::canary& c,
+                                                     const k8s::object& obj, const core::canary_status& status) {
+    json::value st;
+    try {
+      st = json::parse(core::encode_status(status));
+    } catch (const std::exception& e) {
+      co_return action_result(fmt::format("cannot encode the status of {}: {}", c.id(), e.what()));
+    }
+    k8s::object base = latest(t, obj);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      json::value v = base.to_value();
+      if (!v.is_object()) co_return action_result(fmt::format("canary {} is not a JSON object", c.id()));
+      v.as_object()["status"] = st;
+      const std::string body = json::serialize(v);
+      auto res = co_await r.k_.client.update_status(resources::canaries, t.namespace_name, t.name, body);
+      if (res) {
+        remember(t, std::move(*res));
+        co_return action_result();
+      }
+      if (!k8s::is_conflict(res.error()))
+        co_return action_result(fmt::format("status update of {} failed: {}", c.id(), res.error().what()));
+      auto fresh = co_await r.k_.client.get(resources::canaries, t.namespace_name, t.name);
+      if (!fresh) co_return action_result(fmt::format("status update of {} failed: {}", c.id(), fresh.error().what()));
+      base = std::move(*fresh);
+    }
+    co_return action_result(fmt::format("status update of {} failed: conflicts kept coming", c.id()));
+  }
+};
+
+canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options& opts)
+    : ex_(std::move(ex)),
+      k_(k),
+      opts_(opts),
+      events_(std::make_unique<event_recorder>(k.client)),
+      deployments_(make_deployment_controller(k, opts)),
+      services_(make_service_router(k, opts)) {}
+
+canary_runner::~canary_runner() { stop(); }
+
+void canary_runner::add(const std::string& key) {
+  if (stopped_) return;
+  if (tasks_.contains(key)) {
+    wake(key);
+    return;
+  }
+  auto t = std::make_shared<task>(ex_, key);
+  tasks_.emplace(key, t);
+  asio::co_spawn(ex_, runner_access::run(*this, t), [key](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error(fmt::format("canary task failed: {}", ex.what()), {{"canary", key}});
+    }
+  });
+}
+
+void canary_runner::wake(const std::string& key) {
+  auto it = tasks_.find(key);
+  if (it == tasks_.end()) return;
+  it->second->dirty = true;
+  it->second->timer.cancel();
+}
+
+void canary_runner::remove(const std::string& key) {
+  auto it = tasks_.find(key);
+  if (it == tasks_.end()) return;
+  auto t = it->second;
+  t->stopped = true;
+  t->timer.cancel();
+  set_interests(*t, {});
+  tasks_.erase(it);
+  events_->forget(key);
+}
+
+void canary_runner::changed(source s, std::string_view namespace_name, std::string_view name) {
+  auto it = interests_.find(interest_key(source_name(s), namespace_name, name));
+  if (it == interests_.end()) return;
+  auto keys = it->second;  // wake() does not touch the index, but copy to stay safe
+  for (const auto& k : keys) wake(k);
+}
+
+void canary_runner::stop() {
+  stopped_ = true;
+  while (!tasks_.empty()) remove(tasks_.begin()->first);
+}
+
+void canary_runner::set_interests(task& t, std::set<std::string> keys) {
+  for (const auto& k : t.interests) {
+    if (keys.contains(k)) continue;
+    auto it = interests_.find(k);
+    if (it == interests_.end()) continue;
+    it->second.erase(t.key);
+    if (it->second.empty()) interests_.erase(it);
+  }
+  for (const auto& k : keys) interests_[k].insert(t.key);
+  t.interests = std::move(keys);
+}
+
+}  // namespace canaryd

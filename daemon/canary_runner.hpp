@@ -1,0 +1,81 @@
+#pragma once
+// The per-canary tasks: one coroutine per Canary in the cache, driving core::decide() (see
+// core/rollout.hpp's top comment for the loop) and applying its steps through the target
+// controller, the routers, the status subresource and Events.
+//
+// Scheduling: a task sleeps until its decision's wake_at, or until something it depends on
+// changes: its Canary, its target Deployment, the <target>-primary Deployment, or a tracked
+// ConfigMap/Secret. The app routes cache callbacks here (changed()); an index from object key
+// to interested canaries wakes exactly the right tasks, at once. An idle task makes no API
+// request: every read comes from the caches.
+//
+// Lifetime: add() starts a task, remove() (the Canary left the cache, i.e. after its finalizer
+// work) stops it; stop() stops them all. Tasks hold their state by shared_ptr, so a stopped
+// task's coroutine finishes safely on its next resumption.
+//
+// Thread affinity: the io_context thread only. Errors: a failing cluster action becomes a
+// Warning Event and a log line; the task goes on at its next wake. Internal failures of a task
+// are logged by its completion handler.
+#include <boost/asio/any_io_executor.hpp>
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "daemon/cluster.hpp"
+#include "daemon/options.hpp"
+
+namespace canaryd {
+
+class event_recorder;
+class target_controller;
+class service_router;
+class mesh_router;
+
+class canary_runner {
+ public:
+  // Which cache a change came from (for the interest index).
+  enum class source { deployment, configmap, secret };
+
+  canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts);
+  ~canary_runner();
+  canary_runner(const canary_runner&) = delete;
+  canary_runner& operator=(const canary_runner&) = delete;
+
+  // A Canary appeared in the cache ("namespace/name"): start its task (no-op if running).
+  void add(const std::string& key);
+  // The Canary changed: wake its task.
+  void wake(const std::string& key);
+  // The Canary is gone from the cache: stop its task.
+  void remove(const std::string& key);
+  // A Deployment/ConfigMap/Secret changed: wake every task that depends on it.
+  void changed(source s, std::string_view namespace_name, std::string_view name);
+  // Stops every task.
+  void stop();
+
+  std::size_t running() const { return tasks_.size(); }
+
+  struct task;  // internal
+
+ private:
+  void set_interests(task& t, std::set<std::string> keys);
+
+  boost::asio::any_io_executor ex_;
+  cluster& k_;
+  const options& opts_;
+  std::unique_ptr<event_recorder> events_;
+  std::unique_ptr<target_controller> deployments_;
+  std::unique_ptr<service_router> services_;
+  std::map<std::string, std::unique_ptr<mesh_router>, std::less<>> meshes_;
+  std::map<std::string, std::shared_ptr<task>> tasks_;
+  // "<source>/<namespace>/<name>" -> canary keys.
+  std::map<std::string, std::set<std::string>, std::less<>> interests_;
+  bool stopped_ = false;
+
+  friend struct runner_access;
+};
+
+}  // namespace canaryd
