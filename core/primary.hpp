@@ -1,0 +1,118 @@
+#pragma once
+// The pure half of the Deployment target controller (flagger-behaviour.md §3.7, §4): the
+// `<target>-primary` Deployment and the `-primary` ConfigMap/Secret copies built from the
+// target's JSON, readiness as Flagger's isDeploymentReady reports it, and the adoption check.
+// The daemon (daemon/deployment_controller.cpp) reads the inputs from its caches and writes the
+// outputs through the API client.
+//
+// Thread affinity: none (pure). Errors: result values with Flagger's message text; bad JSON is
+// an error, never a crash.
+#include <boost/system/result.hpp>
+
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/canary.hpp"
+#include "core/rollout.hpp"
+#include "core/wall_time.hpp"
+
+namespace canaryd::core {
+
+template <class T>
+using text_result = boost::system::result<T, std::string>;
+
+struct primary_options {
+  std::vector<std::string> selector_labels{"app", "name", "app.kubernetes.io/name"};  // -selector-labels
+  std::vector<std::string> include_label_prefix;                                      // -include-label-prefix ("*" = all)
+  // Keys ("configmap/<name>", "secret/<name>") of the configs that have -primary copies: their
+  // references in the primary's pod spec are renamed to <name>-primary.
+  std::set<std::string> tracked_configs;
+};
+
+// The first of `selector_labels` present in the Deployment's spec.selector.matchLabels and its
+// value; else Flagger's "deployment <name>.<ns> spec.selector.matchLabels must contain one of
+// [app name ...]".
+text_result<std::pair<std::string, std::string>> selector_label(std::string_view deployment_json,
+                                                                const std::vector<std::string>& selector_labels);
+
+// includeLabelsByPrefix: true when `key` starts with one of the prefixes ("*" matches all).
+bool include_by_prefix(std::string_view key, const std::vector<std::string>& prefixes);
+
+// The ownerReference Flagger puts on every primary object: flagger.app/v1beta1 Canary, the
+// canary's name and uid, controller and blockOwnerDeletion true (JSON object text).
+std::string canary_owner_reference(const canary& c);
+
+// The <target>-primary Deployment to create from the target (Flagger's createPrimaryDeployment):
+// template copied (labels with the selector label set to <value>-primary, annotations minus
+// toolkit.fluxcd.io keys plus flagger-id: `flagger_id`), pod spec with tracked config references
+// and anti-affinity/topology selectors renamed, selector {<label>: <value>-primary}, object
+// labels include-prefix-filtered plus the selector label, annotations minus toolkit keys,
+// progressDeadlineSeconds/minReadySeconds/revisionHistoryLimit/strategy copied, replicas = the
+// target's if > 0 else 1, and the controller ownerReference.
+text_result<std::string> make_primary_deployment(const canary& c, std::string_view target_json,
+                                                 const primary_options& o, std::string_view flagger_id);
+
+// The primary after a promotion (Flagger's Promote): `primary_json` (the current primary, its
+// metadata and selector kept) with the target's template (transformed as above, a new
+// flagger-id), the copied spec fields, object labels/annotations include-prefix-filtered (plus the
+// selector label) and, only without autoscalerRef, the target's replicas. Suitable for an update
+// (it keeps metadata.resourceVersion).
+text_result<std::string> promote_primary_deployment(const canary& c, std::string_view target_json,
+                                                    std::string_view primary_json, const primary_options& o,
+                                                    std::string_view flagger_id);
+
+// The -primary copy of a tracked ConfigMap or Secret (`kind` "ConfigMap" or "Secret"): data,
+// binaryData and type copied, labels include-prefix-filtered, annotations minus toolkit keys and
+// kubectl's last-applied-configuration, the Canary's controller ownerReference plus the source's
+// other (non-Flagger) ownerReferences with controller=false.
+text_result<std::string> make_primary_config(const canary& c, std::string_view config_json,
+                                             const primary_options& o);
+
+// isDeploymentReady of a Deployment object, with Flagger's messages (without the "<name>.<ns>
+// not ready: " prefix): observedGeneration behind -> waiting; condition Progressing with reason
+// ProgressDeadlineExceeded -> failed `deployment "<name>" exceeded its progress deadline`; fewer
+// updated than desired, old replicas left, or fewer available than floor(updated × threshold%)
+// -> waiting, or failed when condition Available=False/MinimumReplicasUnavailable was last
+// updated more than `progress_deadline_seconds` before `now`.
+readiness deployment_readiness(std::string_view deployment_json, int progress_deadline_seconds, int ready_threshold,
+                               wall_time now);
+
+// IsCanaryReady / IsPrimaryReady: deployment_readiness with the canary's thresholds and the
+// "<name>.<ns> not ready: " prefix; a missing object (`json` empty) is waiting with Flagger's
+// get-query error.
+readiness canary_readiness(const canary& c, std::string_view target_json, wall_time now);
+readiness primary_readiness(const canary& c, std::string_view primary_json, wall_time now);
+
+// Flagger's get-query error for a missing Deployment:
+// `deployment <name>.<ns> get query error: deployments.apps "<name>" not found`.
+std::string missing_deployment_error(std::string_view name, std::string_view ns);
+
+// Whether the primary runs the target's template: the target's template after the primary
+// transformations and the primary's, both without the flagger-id annotation, have the same
+// pod_template_revision. Errors (bad JSON, no selector label) give false.
+bool primary_matches_target(std::string_view target_json, std::string_view primary_json, const primary_options& o);
+
+// spec.replicas of a Deployment (nullopt when unset or not a number).
+std::optional<long long> deployment_replicas(std::string_view deployment_json);
+
+// ScaleFromZero's replica count: the target's replicas if > 0; with no autoscaler, the
+// primary's (when > 0); the HPA's minReplicas if > 1; else 1. Empty JSON = object absent.
+long long scale_from_zero_replicas(std::string_view target_json, std::string_view primary_json, bool has_autoscaler,
+                                   std::string_view hpa_json);
+
+// The autoscaling/v2 HPA `<hpa>-primary` from the target HPA (Flagger's hpa_reconciler):
+// scaleTargetRef to the primary Deployment, min/max (with primaryScalerReplicas overrides),
+// metrics and behavior copied, labels/annotations minus toolkit keys, the controller
+// ownerReference. With `existing_json` (the current primary HPA) the result keeps its metadata
+// (resourceVersion) for an update.
+text_result<std::string> make_primary_hpa(const canary& c, std::string_view hpa_json, std::string_view existing_json);
+
+// Whether the primary HPA differs from what make_primary_hpa would write (min, max, metrics,
+// behavior, labels, annotations): Flagger updates it only then.
+bool primary_hpa_differs(std::string_view wanted_json, std::string_view existing_json);
+
+}  // namespace canaryd::core
