@@ -285,6 +285,151 @@ asio::awaitable<void> run(world* w) {
   co_await eventually([&] { return running == 0; }, 5s);
 }
 
+// Requests that are neither list nor watch: what an action costs.
+std::uint64_t writes_and_gets(const k8s::api_client& c) {
+  std::uint64_t n = 0;
+  for (const auto& [key, count] : c.stats().requests) {
+    if (key.first != "LIST" && key.first != "WATCH") n += count;
+  }
+  return n;
+}
+
+// An autoscalerRef: the primary HPA, its update on a change, ScaleFromZero from the HPA's
+// minReplicas, and actions that find the cluster already as wanted cost no request.
+asio::awaitable<void> run_hpa(world* w) {
+  auto ex = co_await asio::this_coro::executor;
+  k8s::api_client_options co;
+  co.timeout = 10s;
+  auto client_r = k8s::api_client::create(ex, k8s::load_kubeconfig({w->sim->kubeconfig()}), co);
+  REQUIRE_MESSAGE(client_r.has_value(), client_r.error().what());
+  auto& client = **client_r;
+  auto make_cache = [&](const k8s::resource& r) {
+    k8s::watch_options wo;
+    wo.res = r;
+    wo.namespace_name = "demo";
+    return std::make_unique<k8s::cache>(client, wo);
+  };
+  auto canaries = make_cache(canaryd::resources::canaries);
+  auto deployments = make_cache(canaryd::resources::deployments);
+  auto services = make_cache(canaryd::resources::services);
+  auto configmaps = make_cache(canaryd::resources::configmaps);
+  auto secrets = make_cache(canaryd::resources::secrets);
+  auto hpas = make_cache(canaryd::resources::hpas);
+  int running = 0;
+  for (k8s::cache* c : {deployments.get(), configmaps.get(), secrets.get(), hpas.get()}) {
+    ++running;
+    asio::co_spawn(ex, c->run(), [&running](std::exception_ptr e) {
+      --running;
+      CHECK(!e);
+    });
+  }
+  for (k8s::cache* c : {deployments.get(), configmaps.get(), secrets.get(), hpas.get()}) {
+    REQUIRE(co_await c->wait_synced(10s));
+  }
+  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas};
+  canaryd::options opts;
+  auto ctl = canaryd::make_deployment_controller(k, opts);
+  const std::string text = R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",
+    "metadata":{"name":"podinfo","namespace":"demo","uid":"0b1c2d3e-0000-4000-8000-000000000002"},
+    "spec":{"provider":"kubernetes","targetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"podinfo"},
+            "autoscalerRef":{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","name":"podinfo"},
+            "service":{"port":9898},"analysis":{"interval":"1s","threshold":2,"iterations":3}}})";
+  auto decoded = core::decode_canary(text);
+  REQUIRE(decoded.ok());
+  const core::canary c = decoded.value;
+
+  w->sim->kubectl_ok({"apply", "-f", (canaryd::test::source_root() / "deploy/examples/podinfo.yaml").string()});
+  const std::string hpa = R"(apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: podinfo
+  namespace: demo
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  minReplicas: 3
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
+)";
+  w->sim->kubectl_ok({"apply", "-f", "-"}, hpa);
+  EXPECT(co_await eventually([&] { return deployments->get("demo", "podinfo") && hpas->get("demo", "podinfo"); }),
+         "target and HPA cached");
+
+  {
+    auto r = co_await ctl->apply(c, core::workload_action::initialize_primary);
+    EXPECT(r.has_value(), "initialize_primary: " + (r ? std::string() : r.error()));
+    auto s = co_await ctl->reconcile_primary_scaler(c, true);
+    EXPECT(s.has_value(), "reconcile_primary_scaler(init): " + (s ? std::string() : s.error()));
+  }
+  EXPECT(co_await eventually([&] { return hpas->get("demo", "podinfo-primary") != nullptr; }), "primary HPA created");
+  {
+    const auto p = hpas->get("demo", "podinfo-primary");
+    EXPECT(at(p, {"spec", "scaleTargetRef", "name"}) == "podinfo-primary", "primary HPA targets the primary");
+    EXPECT(at(p, {"spec", "maxReplicas"}) == 4, "primary HPA max");
+    EXPECT(at(p, {"metadata", "ownerReferences", "0", "kind"}) == "Canary", "primary HPA owner");
+  }
+  // A change of the target HPA reaches the primary HPA only with init=false (Promoting).
+  w->sim->kubectl_ok({"-n", "demo", "patch", "hpa", "podinfo", "--type=merge", "-p", R"({"spec":{"maxReplicas":6}})"});
+  EXPECT(co_await eventually([&] { return at(hpas->get("demo", "podinfo"), {"spec", "maxReplicas"}) == 6; }),
+         "HPA change cached");
+  {
+    auto s = co_await ctl->reconcile_primary_scaler(c, true);
+    EXPECT(s.has_value(), "reconcile init again");
+  }
+  co_await sleep_for(200ms);
+  EXPECT(at(hpas->get("demo", "podinfo-primary"), {"spec", "maxReplicas"}) == 4, "init=true leaves the primary HPA");
+  {
+    auto s = co_await ctl->reconcile_primary_scaler(c, false);
+    EXPECT(s.has_value(), "reconcile_primary_scaler(update): " + (s ? std::string() : s.error()));
+  }
+  EXPECT(co_await eventually([&] { return at(hpas->get("demo", "podinfo-primary"), {"spec", "maxReplicas"}) == 6; }),
+         "the primary HPA follows the target HPA");
+
+  // Scale to zero, then from zero: with an autoscaler, the HPA's minReplicas (3 > 1).
+  {
+    auto r = co_await ctl->apply(c, core::workload_action::scale_to_zero);
+    EXPECT(r.has_value(), "scale_to_zero");
+  }
+  EXPECT(co_await eventually([&] { return at(deployments->get("demo", "podinfo"), {"spec", "replicas"}) == 0; }),
+         "target at zero");
+  EXPECT(co_await eventually([&] { return hpas->get("demo", "podinfo-primary") != nullptr && deployments->get("demo", "podinfo-primary") != nullptr; }),
+         "primary objects cached");
+
+  // Idle: the same actions again, with the cluster already as wanted, cost no request.
+  const auto before = writes_and_gets(client);
+  {
+    auto a = co_await ctl->apply(c, core::workload_action::initialize_primary);
+    auto b = co_await ctl->apply(c, core::workload_action::scale_to_zero);
+    auto s = co_await ctl->reconcile_primary_scaler(c, false);
+    auto p = co_await ctl->apply(c, core::workload_action::pause_target_scaler);
+    EXPECT(a.has_value() && b.has_value() && s.has_value() && p.has_value(), "idle actions succeed");
+    core::observed_state obs;
+    ctl->observe(c, obs, std::chrono::system_clock::now());
+  }
+  EXPECT(writes_and_gets(client) == before, "idle actions made " + std::to_string(writes_and_gets(client) - before) + " requests");
+
+  {
+    auto r = co_await ctl->apply(c, core::workload_action::scale_from_zero);
+    EXPECT(r.has_value(), "scale_from_zero");
+  }
+  EXPECT(co_await eventually([&] { return at(deployments->get("demo", "podinfo"), {"spec", "replicas"}) == 3; }),
+         "scale_from_zero uses the HPA's minReplicas");
+
+  // A missing target HPA is Flagger's get-query error.
+  w->sim->kubectl_ok({"-n", "demo", "delete", "hpa", "podinfo"});
+  EXPECT(co_await eventually([&] { return hpas->get("demo", "podinfo") == nullptr; }), "HPA deletion cached");
+  {
+    auto s = co_await ctl->reconcile_primary_scaler(c, false);
+    EXPECT(s.has_error() && s.error() == "HorizontalPodAutoscaler podinfo.demo get query error: "
+                                         "horizontalpodautoscalers.autoscaling \"podinfo\" not found",
+           "missing HPA error: " + (s ? std::string() : s.error()));
+  }
+
+  for (k8s::cache* cc : {deployments.get(), configmaps.get(), secrets.get(), hpas.get()}) cc->stop();
+  co_await eventually([&] { return running == 0; }, 5s);
+}
+
 }  // namespace
 
 TEST_CASE("the Deployment controller initializes, scales, promotes and tracks configs on kubesim") {
@@ -296,6 +441,25 @@ TEST_CASE("the Deployment controller initializes, scales, promotes and tracks co
   bool done = false;
   std::exception_ptr failure;
   asio::co_spawn(io, run(&w), [&](std::exception_ptr e) {
+    done = true;
+    failure = e;
+  });
+  io.run_for(120s);
+  REQUIRE_MESSAGE(done, "the test coroutine did not finish");
+  if (failure) std::rethrow_exception(failure);
+  for (const auto& f : w.failures) FAIL_CHECK(f);
+  CHECK(w.failures.empty());
+}
+
+TEST_CASE("the Deployment controller keeps a primary HPA, scales from the HPA minimum and is free when idle") {
+  canaryd::log::set_level(canaryd::log::level::warn);
+  kubesim_instance sim;
+  world w;
+  w.sim = &sim;
+  asio::io_context io;
+  bool done = false;
+  std::exception_ptr failure;
+  asio::co_spawn(io, run_hpa(&w), [&](std::exception_ptr e) {
     done = true;
     failure = e;
   });
