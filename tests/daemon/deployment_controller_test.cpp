@@ -273,6 +273,30 @@ asio::awaitable<void> run(world* w) {
   EXPECT(co_await eventually([&] { return at(deployments->get("demo", "podinfo"), {"spec", "replicas"}) == 2; }),
          "finalize restores the target's replicas");
 
+  // A missing mandatory config is Flagger's get-query error; a missing optional one is skipped.
+  w->sim->kubectl_ok({"-n", "demo", "patch", "deployment", "podinfo", "--type=json", "-p",
+                      R"([{"op":"add","path":"/spec/template/spec/containers/0/env","value":[{"name":"X","valueFrom":{"secretKeyRef":{"name":"absent","key":"k","optional":true}}}]}])"});
+  EXPECT(co_await eventually([&] {
+           return at(deployments->get("demo", "podinfo"), {"spec", "template", "spec", "containers", "0", "env", "0", "name"}) == "X";
+         }),
+         "optional secret reference cached");
+  EXPECT(observe().target_error.empty(), "a missing optional secret is no error: " + observe().target_error);
+  EXPECT(observe().tracked_configs.size() == 1, "only the configmap is tracked");
+  w->sim->kubectl_ok({"-n", "demo", "patch", "deployment", "podinfo", "--type=json", "-p",
+                      R"([{"op":"replace","path":"/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/optional","value":false}])"});
+  EXPECT(co_await eventually([&] {
+           return observe().target_error == "secret absent.demo get query error: secrets \"absent\" not found";
+         }),
+         "a missing mandatory secret: " + observe().target_error);
+  {
+    auto r = co_await ctl->apply(c, core::workload_action::promote);
+    EXPECT(r.has_error() && r.error() == "secret absent.demo get query error: secrets \"absent\" not found",
+           "promote with a missing mandatory secret fails with the error");
+  }
+  w->sim->kubectl_ok({"-n", "demo", "patch", "deployment", "podinfo", "--type=json", "-p",
+                      R"([{"op":"remove","path":"/spec/template/spec/containers/0/env"}])"});
+  EXPECT(co_await eventually([&] { return observe().target_error.empty(); }), "error gone with the reference");
+
   // No autoscalerRef: the primary scaler needs nothing; pause/resume are no-ops.
   {
     auto r1 = co_await ctl->reconcile_primary_scaler(c, true);
