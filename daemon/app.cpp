@@ -9,6 +9,7 @@
 
 #include "core/version.hpp"
 #include "daemon/metrics_registry.hpp"
+#include "daemon/sd_notify.hpp"
 #include "k8s/api_client.hpp"
 #include "k8s/cache.hpp"
 #include "k8s/config.hpp"
@@ -75,6 +76,7 @@ class app_impl final : public app {
   void stop() override {
     if (stopping_) return;
     stopping_ = true;
+    notify("STOPPING=1");  // systemd Type=notify: the drain has begun
     if (canaries_) canaries_->stop();
     if (server_) server_->stop();
     if (client_) client_->shutdown();
@@ -118,8 +120,15 @@ class app_impl final : public app {
     });
     canaries_->on_synced([this] {
       log::info("caches synced", {{"canaries", static_cast<std::int64_t>(canaries_->size())}});
+      notify("READY=1");  // systemd Type=notify: ready once every cache holds its first list
     });
     co_await canaries_->run();
+  }
+
+  // Tells systemd (if it started us with Type=notify) about a state change; a failure is logged
+  // and otherwise ignored: systemd then times the start out, which names the problem.
+  static void notify(std::string_view state) {
+    if (auto err = sd_notify(state); !err.empty()) log::warn(err);
   }
 
   void fail(std::string message) {

@@ -10,10 +10,12 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/canary.hpp"
 #include "core/rollout.hpp"
 #include "daemon/cluster.hpp"
+#include "daemon/options.hpp"
 
 namespace canaryd {
 
