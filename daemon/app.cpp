@@ -8,6 +8,8 @@
 #include <exception>
 
 #include "core/version.hpp"
+#include "daemon/canary_runner.hpp"
+#include "daemon/cluster.hpp"
 #include "daemon/metrics_registry.hpp"
 #include "daemon/sd_notify.hpp"
 #include "k8s/api_client.hpp"
@@ -77,7 +79,8 @@ class app_impl final : public app {
     if (stopping_) return;
     stopping_ = true;
     notify("STOPPING=1");  // systemd Type=notify: the drain has begun
-    if (canaries_) canaries_->stop();
+    if (runner_) runner_->stop();
+    for (auto* c : all_caches()) c->stop();
     if (server_) server_->stop();
     if (client_) client_->shutdown();
   }
@@ -101,28 +104,80 @@ class app_impl final : public app {
         fail(fmt::format("cannot reach the API server at {}: {}", client_->config().server, err.what()));
       co_return;
     }
-    k8s::watch_options wo;
-    wo.res = canaries_resource;
-    wo.namespace_name = opts_.namespace_;
-    canaries_ = std::make_unique<k8s::cache>(*client_, wo);
+    canaries_ = make_cache(resources::canaries);
+    deployments_ = make_cache(resources::deployments);
+    services_ = make_cache(resources::services);
+    configmaps_ = make_cache(resources::configmaps);
+    secrets_ = make_cache(resources::secrets);
+    hpas_ = make_cache(resources::hpas);
+    cluster_ = std::make_unique<cluster>(
+        cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_, *secrets_, *hpas_});
+    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_);
+
+    // Canary tasks start once every cache holds its first list: before that a task would see
+    // a primary or Service as missing and try to create it.
     canaries_->subscribe({
-        [](const k8s::object_ptr& o) {
+        [this](const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} added", canary_id(*o)),
                     {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
+          if (all_synced_) runner_->add(o->key());
         },
-        [](const k8s::object_ptr&, const k8s::object_ptr& o) {
+        [this](const k8s::object_ptr&, const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} updated", canary_id(*o)),
                     {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
+          if (all_synced_) runner_->wake(o->key());
         },
-        [](const k8s::object_ptr& o) {
+        [this](const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} deleted", canary_id(*o)), {{"canary", canary_id(*o)}});
+          runner_->remove(o->key());
         },
     });
-    canaries_->on_synced([this] {
-      log::info("caches synced", {{"canaries", static_cast<std::int64_t>(canaries_->size())}});
-      notify("READY=1");  // systemd Type=notify: ready once every cache holds its first list
-    });
+    route_changes(*deployments_, canary_runner::source::deployment);
+    route_changes(*configmaps_, canary_runner::source::configmap);
+    route_changes(*secrets_, canary_runner::source::secret);
+    for (auto* c : all_caches()) {
+      c->on_synced([this] {
+        if (++synced_caches_ != all_caches().size() || stopping_) return;
+        all_synced_ = true;
+        log::info("caches synced", {{"canaries", static_cast<std::int64_t>(canaries_->size())}});
+        notify("READY=1");  // systemd Type=notify: ready once every cache holds its first list
+        for (const auto& o : canaries_->list()) runner_->add(o->key());
+      });
+    }
+    for (auto* c : all_caches()) {
+      if (c == canaries_.get()) continue;
+      asio::co_spawn(ex_, c->run(), [this, what = c->options().res.plural](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          fail(fmt::format("internal error in the {} cache: {}", what, ex.what()));
+        }
+      });
+    }
     co_await canaries_->run();
+  }
+
+  std::unique_ptr<k8s::cache> make_cache(const k8s::resource& r) {
+    k8s::watch_options wo;
+    wo.res = r;
+    wo.namespace_name = opts_.namespace_;
+    return std::make_unique<k8s::cache>(*client_, wo);
+  }
+
+  // Deployment/ConfigMap/Secret changes wake the canaries that depend on them.
+  void route_changes(k8s::cache& c, canary_runner::source s) {
+    auto touch = [this, s](const k8s::object_ptr& o) {
+      if (all_synced_) runner_->changed(s, o->namespace_name(), o->name());
+    };
+    c.subscribe({touch, [touch](const k8s::object_ptr&, const k8s::object_ptr& o) { touch(o); }, touch});
+  }
+
+  std::vector<k8s::cache*> all_caches() const {
+    std::vector<k8s::cache*> out;
+    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_})
+      if (*p) out.push_back(p->get());
+    return out;
   }
 
   // Tells systemd (if it started us with Type=notify) about a state change; a failure is logged
@@ -160,14 +215,18 @@ class app_impl final : public app {
     co_await out.send(std::move(res));
   }
 
-  bool is_ready() const { return !stopping_ && canaries_ && canaries_->synced(); }
+  bool is_ready() const { return !stopping_ && all_synced_; }
 
   asio::any_io_executor ex_;
   options opts_;
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
   std::unique_ptr<http::server> server_;
-  std::unique_ptr<k8s::cache> canaries_;
+  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_;
+  std::unique_ptr<cluster> cluster_;
+  std::unique_ptr<canary_runner> runner_;
+  std::size_t synced_caches_ = 0;
+  bool all_synced_ = false;
   bool stopping_ = false;
   int exit_code_ = 0;
 };

@@ -19,6 +19,7 @@
 #include "core/rollout.hpp"
 #include "daemon/event_recorder.hpp"
 #include "daemon/target.hpp"
+#include "daemon/webhook_caller.hpp"
 #include "k8s/log.hpp"
 #include "mesh/router.hpp"
 
@@ -141,12 +142,15 @@ struct runner_access {
     for (int round = 0; round < 32; ++round) {
       core::decision d = core::decide(c, dec.errors, obs, ro, clock);
       if (d.need_webhooks) {
+        const core::webhook_request& req = *d.need_webhooks;
         std::vector<core::webhook_outcome> outcomes;
-        for (const auto& h : d.need_webhooks->hooks) {
-          outcomes.push_back({h.name, false, "webhooks are not supported yet"});
-          break;  // stop after the first failure, as Flagger does
+        for (const auto& h : req.hooks) {
+          outcomes.push_back(co_await call_webhook(r.ex_, c, h, req.payload_phase));
+          if (t.stopped) co_return std::nullopt;
+          // Stop as Flagger does: gates at the first failure, rollback hooks at the first success.
+          if (outcomes.back().ok == req.stop_at_first_success) break;
         }
-        obs.webhook_results[d.need_webhooks->type] = std::move(outcomes);
+        obs.webhook_results[req.type] = std::move(outcomes);
         continue;
       }
       if (d.need_metrics) {
@@ -195,7 +199,7 @@ struct runner_access {
         log::info(fmt::format("alert: {}", s->message), {{"canary", c.id()}});
       } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
         std::vector<core::webhook_outcome> outcomes;
-        for (const auto& h : s->hooks) outcomes.push_back({h.name, false, "webhooks are not supported yet"});
+        for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
         for (const auto& e : core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes))
           co_await r.events_->record(c, e);
       }

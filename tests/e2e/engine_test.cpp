@@ -1,0 +1,403 @@
+// The canary engine end to end: the real canaryd against the real kubesim, driven with the real
+// kubectl, on Flagger's podinfo Deployment and a `provider: kubernetes` Canary (blue/green).
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "tests/support/kubesim.hpp"
+#include "tests/support/process.hpp"
+
+namespace json = boost::json;
+using namespace canaryd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string canaryd_path() { return (build_root() / "daemon" / "canaryd").string(); }
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string podinfo_yaml() {
+  auto ref = shared_reference();
+  REQUIRE_MESSAGE(ref, "the shared Flagger reference is not available");
+  return read_text(*ref / "flagger" / "workloads" / "podinfo-deployment.yaml");
+}
+
+std::string canary_yaml(const std::string& name, const std::string& target, const std::string& analysis_extra = {},
+                        const std::string& spec_extra = {}) {
+  return "apiVersion: flagger.app/v1beta1\n"
+         "kind: Canary\n"
+         "metadata:\n"
+         "  name: " + name + "\n"
+         "  namespace: demo\n"
+         "spec:\n"
+         "  provider: kubernetes\n" + spec_extra +
+         "  targetRef:\n"
+         "    apiVersion: apps/v1\n"
+         "    kind: Deployment\n"
+         "    name: " + target + "\n"
+         "  service:\n"
+         "    port: 9898\n"
+         "  analysis:\n"
+         "    interval: 1s\n"
+         "    threshold: 2\n"
+         "    iterations: 3\n" + analysis_extra;
+}
+
+struct daemon_run {
+  std::unique_ptr<child> proc;
+  int port = 0;
+};
+
+daemon_run start_canaryd(const kubesim_instance& sim) {
+  daemon_run d;
+  d.port = free_port();
+  std::vector<std::string> argv{canaryd_path(), "-listen-address=127.0.0.1", "-port", std::to_string(d.port),
+                                "-kubeconfig", sim.kubeconfig().string(), "-log-level=info"};
+  d.proc = std::make_unique<child>(argv);
+  auto synced = d.proc->wait_for_line("caches synced", 15s);
+  REQUIRE_MESSAGE(synced, "canaryd did not sync; its output so far ended with: "
+                              << (d.proc->lines().empty() ? "" : d.proc->lines().back()));
+  return d;
+}
+
+json::value get_json(const kubesim_instance& sim, const std::vector<std::string>& what) {
+  std::vector<std::string> args{"-n", "demo", "get"};
+  args.insert(args.end(), what.begin(), what.end());
+  args.insert(args.end(), {"-o", "json"});
+  auto r = sim.kubectl(args);
+  if (r.exit_code != 0) return nullptr;
+  return json::parse(r.out);
+}
+
+std::string str_at(const json::value& v, std::initializer_list<std::string_view> path) {
+  const json::value* cur = &v;
+  for (auto k : path) {
+    if (!cur->is_object()) return {};
+    auto* next = cur->as_object().if_contains(k);
+    if (!next) return {};
+    cur = next;
+  }
+  if (cur->is_string()) return std::string(cur->as_string());
+  if (cur->is_int64()) return std::to_string(cur->as_int64());
+  return {};
+}
+
+std::string phase_of(const kubesim_instance& sim, const std::string& canary) {
+  return str_at(get_json(sim, {"canary", canary}), {"status", "phase"});
+}
+
+std::int64_t replicas_of(const kubesim_instance& sim, const std::string& deployment) {
+  auto v = get_json(sim, {"deployment", deployment});
+  if (v.is_null()) return -1;
+  auto* r = v.as_object().at("spec").as_object().if_contains("replicas");
+  return r ? r->to_number<std::int64_t>() : 1;
+}
+
+std::string image_of(const kubesim_instance& sim, const std::string& deployment) {
+  auto v = get_json(sim, {"deployment", deployment});
+  if (v.is_null()) return {};
+  return std::string(v.at_pointer("/spec/template/spec/containers/0/image").as_string());
+}
+
+// Polls until `pred` holds or `limit` passes; returns whether it held.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return pred();
+}
+
+// Polls the canary's phase until it is `want` (or `limit` passes), recording each distinct
+// phase seen, in order.
+bool wait_phase(const kubesim_instance& sim, const std::string& canary, const std::string& want,
+                std::chrono::milliseconds limit, std::vector<std::string>* seen = nullptr) {
+  return eventually(
+      [&] {
+        auto p = phase_of(sim, canary);
+        if (seen && !p.empty() && (seen->empty() || seen->back() != p)) seen->push_back(p);
+        return p == want;
+      },
+      limit);
+}
+
+// The messages of the Events about a Canary, in creation order, with their type.
+std::vector<std::pair<std::string, std::string>> canary_events(const kubesim_instance& sim, const std::string& canary) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=" + canary});
+  if (v.is_null()) return out;
+  for (const auto& e : v.as_object().at("items").as_array()) {
+    if (str_at(e, {"involvedObject", "kind"}) != "Canary") continue;
+    out.emplace_back(str_at(e, {"type"}), str_at(e, {"message"}));
+  }
+  return out;
+}
+
+bool has_event(const std::vector<std::pair<std::string, std::string>>& evs, const std::string& type,
+               const std::string& text) {
+  for (const auto& [t, m] : evs)
+    if (t == type && m.find(text) != std::string::npos) return true;
+  return false;
+}
+
+std::string dump(const std::vector<std::pair<std::string, std::string>>& evs) {
+  std::string s;
+  for (const auto& [t, m] : evs) s += t + ": " + m + "\n";
+  return s;
+}
+
+void setup_cluster(const kubesim_instance& sim) {
+  sim.kubectl_ok({"apply", "-f", (source_root() / "deploy" / "crds" / "flagger.app.yaml").string()});
+  sim.kubectl_ok({"create", "namespace", "demo"});
+}
+
+// Deploys podinfo, its Canary, and waits for Initialized.
+void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo")) {
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, podinfo_yaml());
+  sim.kubectl_ok({"apply", "-f", "-"}, canary);
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s),
+                  "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(canary_events(sim, "podinfo")));
+}
+
+}  // namespace
+
+TEST_CASE("a kubernetes-provider canary initializes, then promotes a new image through its iterations") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim);
+
+  // Initialization: the primary, the three Services, the target scaled to zero.
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  for (std::string svc : {"podinfo", "podinfo-primary", "podinfo-canary"}) {
+    auto v = get_json(sim, {"service", svc});
+    CHECK_MESSAGE(!v.is_null(), "service " << svc << " missing");
+  }
+  auto apex = get_json(sim, {"service", "podinfo"});
+  if (!apex.is_null()) CHECK(str_at(apex, {"spec", "selector", "app"}) == "podinfo-primary");
+  CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
+  auto c = get_json(sim, {"canary", "podinfo"});
+  CHECK(str_at(c, {"status", "lastAppliedSpec"}) != "");
+  CHECK(str_at(c, {"status", "lastTransitionTime"}) != "");
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Normal", "Initialization done! podinfo.demo"), dump(evs));
+
+  // A new revision runs the analysis and promotes.
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  std::vector<std::string> seen;
+  bool done = wait_phase(sim, "podinfo", "Succeeded", 60s, &seen);
+  std::string seen_text;
+  for (const auto& p : seen) seen_text += p + " ";
+  evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(done, "phases seen: " << seen_text << "\nevents:\n" << dump(evs));
+  INFO("phases seen: " << seen_text);
+  // Phases go forward only, in Flagger's order.
+  const std::vector<std::string> order{"Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"};
+  std::size_t at = 0;
+  for (const auto& p : seen) {
+    auto it = std::find(order.begin() + at, order.end(), p);
+    REQUIRE_MESSAGE(it != order.end(), "phase " << p << " out of order");
+    at = it - order.begin();
+  }
+  CHECK(std::find(seen.begin(), seen.end(), "Progressing") != seen.end());
+
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+  CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
+  c = get_json(sim, {"canary", "podinfo"});
+  CHECK(str_at(c, {"status", "lastPromotedSpec"}) == str_at(c, {"status", "lastAppliedSpec"}));
+  CHECK(has_event(evs, "Normal", "New revision detected! Scaling up podinfo.demo"));
+  CHECK(has_event(evs, "Normal", "Starting canary analysis for podinfo.demo"));
+  CHECK(has_event(evs, "Normal", "Advance podinfo.demo canary iteration 1/3"));
+  CHECK(has_event(evs, "Normal", "Copying podinfo.demo template spec to podinfo-primary.demo"));
+  CHECK(has_event(evs, "Normal", "Promotion completed! Scaling down podinfo.demo"));
+  bool found_condition = false;
+  for (const auto& cond : c.at_pointer("/status/conditions").as_array()) {
+    if (str_at(cond, {"type"}) != "Promoted") continue;
+    found_condition = true;
+    CHECK(str_at(cond, {"status"}) == "True");
+    CHECK(str_at(cond, {"reason"}) == "Succeeded");
+  }
+  CHECK(found_condition);
+
+  // Every log line about the canary carries the `canary` field.
+  CHECK(d.proc->wait_for_line("Promotion completed! Scaling down podinfo.demo", 1s));
+  for (const auto& l : d.proc->lines()) {
+    if (l.find("Promotion completed!") == std::string::npos) continue;
+    CHECK(json::parse(l).as_object().at("canary").as_string() == "podinfo.demo");
+  }
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(5s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
+
+TEST_CASE("a release whose pods never become ready rolls back to Failed at the progress deadline, primary untouched") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim, canary_yaml("podinfo", "podinfo", {}, "  progressDeadlineSeconds: 3\n"));
+
+  const std::string patch =
+      R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/ready":"false"}},)"
+      R"("spec":{"containers":[{"name":"podinfod","image":"ghcr.io/stefanprodan/podinfo:6.0.2"}]}}}})";
+  sim.kubectl_ok({"-n", "demo", "patch", "deployment", "podinfo", "--type", "strategic", "-p", patch});
+  bool failed = wait_phase(sim, "podinfo", "Failed", 60s);
+  auto evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
+  CHECK_MESSAGE(has_event(evs, "Warning", "progress deadline exceeded"), dump(evs));
+  CHECK(has_event(evs, "Warning", "Canary failed! Scaling down podinfo.demo"));
+}
+
+TEST_CASE("an invalid Canary gets Promoted=False naming the field and a Warning Event while another canary keeps working") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim);
+
+  // maxWeight 150: the schema allows it (Flagger's CRD has no maximum), validation does not.
+  sim.kubectl_ok({"apply", "-f", "-"}, canary_yaml("broken", "podinfo", "    maxWeight: 150\n"));
+  json::value bad;
+  bool reported = eventually(
+      [&] {
+        bad = get_json(sim, {"canary", "broken"});
+        if (bad.is_null()) return false;
+        auto* conds = bad.as_object().contains("status") ? bad.at("status").as_object().if_contains("conditions") : nullptr;
+        return conds && conds->is_array() && !conds->as_array().empty();
+      },
+      20s);
+  REQUIRE_MESSAGE(reported, "no condition on the invalid canary; events:\n" << dump(canary_events(sim, "broken")));
+  const auto& cond = bad.at_pointer("/status/conditions/0");
+  CHECK(str_at(cond, {"type"}) == "Promoted");
+  CHECK(str_at(cond, {"status"}) == "False");
+  CHECK(str_at(cond, {"message"}).find("maxWeight") != std::string::npos);
+  auto evs = canary_events(sim, "broken");
+  CHECK_MESSAGE(has_event(evs, "Warning", "maxWeight"), dump(evs));
+  // The invalid canary touched nothing: the valid one still promotes.
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.3"});
+  CHECK_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.3");
+}
+
+TEST_CASE("canaryd killed with SIGKILL mid-run finishes the run after a restart") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim, canary_yaml("podinfo", "podinfo", "    iterations: 5\n"));
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.4"});
+  REQUIRE(eventually(
+      [&] {
+        auto c = get_json(sim, {"canary", "podinfo"});
+        auto it = str_at(c, {"status", "iterations"});
+        return str_at(c, {"status", "phase"}) == "Progressing" && !it.empty() && std::stoi(it) >= 1;
+      },
+      30s));
+  d.proc->signal(SIGKILL);
+  d.proc->wait(5s);
+  auto before = get_json(sim, {"canary", "podinfo"});
+  INFO("status at the kill: " << json::serialize(before.at("status")));
+  CHECK(str_at(before, {"status", "phase"}) == "Progressing");
+
+  auto again = start_canaryd(sim);
+  CHECK_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.4");
+  // No iteration was done twice: each "Advance ... iteration n/5" message was recorded once
+  // (one Event with count 1; a repeat would raise the count or add a second Event).
+  auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=podinfo"});
+  std::map<std::string, std::int64_t> counts;
+  for (const auto& e : v.at("items").as_array()) {
+    auto msg = str_at(e, {"message"});
+    if (msg.find("canary iteration") != std::string::npos) counts[msg] += e.at("count").to_number<std::int64_t>();
+  }
+  CHECK(counts.size() == 5);
+  for (const auto& [msg, n] : counts) {
+    INFO(msg);
+    CHECK(n == 1);
+  }
+}
+
+TEST_CASE("a ConfigMap change starts a run that promotes the -primary copy") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  sim.kubectl_ok({"-n", "demo", "create", "configmap", "podinfo-config", "--from-literal=color=blue"});
+  const std::string deployment = R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: podinfo
+  labels:
+    app: podinfo
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: podinfo
+  template:
+    metadata:
+      labels:
+        app: podinfo
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports:
+        - name: http
+          containerPort: 9898
+        envFrom:
+        - configMapRef:
+            name: podinfo-config
+)";
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, deployment);
+  sim.kubectl_ok({"apply", "-f", "-"}, canary_yaml("podinfo", "podinfo"));
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s), dump(canary_events(sim, "podinfo")));
+  auto copy = get_json(sim, {"configmap", "podinfo-config-primary"});
+  REQUIRE_MESSAGE(!copy.is_null(), "no podinfo-config-primary");
+  CHECK(str_at(copy, {"data", "color"}) == "blue");
+
+  sim.kubectl_ok({"-n", "demo", "patch", "configmap", "podinfo-config", "--type", "merge", "-p",
+                  R"({"data":{"color":"green"}})"});
+  CHECK_MESSAGE(wait_phase(sim, "podinfo", "Progressing", 20s), dump(canary_events(sim, "podinfo")));
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  copy = get_json(sim, {"configmap", "podinfo-config-primary"});
+  CHECK(str_at(copy, {"data", "color"}) == "green");
+  auto primary = get_json(sim, {"deployment", "podinfo-primary"});
+  CHECK(str_at(primary.at_pointer("/spec/template/spec/containers/0/envFrom/0"), {"configMapRef", "name"}) ==
+        "podinfo-config-primary");
+}
+
+TEST_CASE("revertOnDeletion gives the target its replicas back before the finalizer is removed") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim, canary_yaml("podinfo", "podinfo", {}, "  revertOnDeletion: true\n"));
+  CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
+  auto c = get_json(sim, {"canary", "podinfo"});
+  bool has_finalizer = false;
+  if (auto* f = c.at("metadata").as_object().if_contains("finalizers"))
+    for (const auto& x : f->as_array()) has_finalizer |= x.as_string() == "finalizer.flagger.app";
+  CHECK(has_finalizer);
+
+  sim.kubectl_ok({"-n", "demo", "delete", "canary", "podinfo", "--wait=false"});
+  CHECK_MESSAGE(eventually([&] { return get_json(sim, {"canary", "podinfo"}).is_null(); }, 30s),
+                dump(canary_events(sim, "podinfo")));
+  CHECK(replicas_of(sim, "podinfo") > 0);
+  auto apex = get_json(sim, {"service", "podinfo"});
+  if (!apex.is_null()) CHECK(str_at(apex, {"spec", "selector", "app"}) == "podinfo");
+  CHECK(d.proc->wait_for_line("Terminated canary podinfo.demo", 1s));
+}
