@@ -393,6 +393,14 @@ std::vector<resource_info> resources() {
   out.push_back(make("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler",
                      "HorizontalPodAutoscaler", true, {"hpa"}, {"all"}, true, true));
   out.push_back(make("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, {}, {}, false, false));
+  // RBAC objects are stored and served (so `kubectl apply -k deploy/` works) but not enforced.
+  out.push_back(make("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, {}, {},
+                     false, false));
+  out.push_back(make("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding",
+                     "ClusterRoleBinding", false, {}, {}, false, false));
+  out.push_back(make("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, {}, {}, false, false));
+  out.push_back(make("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, {}, {},
+                     false, false));
   out.push_back(make("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, {"ing"}, {}, true, true));
   out.push_back(make("events.k8s.io", "v1", "events", "event", "Event", true, {"ev"}, {}, false, false));
   out.push_back(make("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",

@@ -194,19 +194,11 @@ TEST_CASE("deploy/ applies into kubesim and kubectl get canaries prints Status, 
   kubesim_instance ks;
   INFO("kubesim log:\n" << ks.log());
   auto deploy_dir = source_root() / "deploy";
-  if (rbac_served(ks)) {
-    ks.kubectl_ok({"apply", "-k", deploy_dir.string()});
-  } else {
-    // kubesim serves no rbac.authorization.k8s.io: apply everything else of the same build.
-    MESSAGE("kubesim serves no rbac.authorization.k8s.io; applying deploy/ without its RBAC objects");
-    json::array items;
-    for (auto& d : yaml_docs(ks.kubectl_ok({"kustomize", deploy_dir.string()})))
-      if (d.at("apiVersion").as_string().find("rbac.authorization.k8s.io/") != 0) items.push_back(std::move(d));
-    json::object list{{"apiVersion", "v1"}, {"kind", "List"}, {"items", std::move(items)}};
-    auto out = ks.kubectl_ok({"apply", "-f", "-"}, json::serialize(list));
-    CHECK(out.find("customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app created") != std::string::npos);
-    CHECK(out.find("deployment.apps/canaryd created") != std::string::npos);
-  }
+  REQUIRE(rbac_served(ks));
+  auto out = ks.kubectl_ok({"apply", "-k", deploy_dir.string()});
+  CHECK(out.find("customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app created") != std::string::npos);
+  CHECK(out.find("clusterrole.rbac.authorization.k8s.io/canaryd created") != std::string::npos);
+  CHECK(out.find("deployment.apps/canaryd created") != std::string::npos);
   ks.kubectl_ok({"wait", "--for=condition=Established", "crd/canaries.flagger.app", "--timeout=20s"});
   CHECK(ks.kubectl_ok({"get", "deployment", "canaryd", "-n", "canaryd", "-o", "jsonpath={.spec.replicas}"}) == "2");
 
