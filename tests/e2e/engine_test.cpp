@@ -251,13 +251,22 @@ TEST_CASE("a release whose pods never become ready rolls back to Failed at the p
   auto d = start_canaryd(sim);
   init_podinfo(sim, canary_yaml("podinfo", "podinfo", {}, "  progressDeadlineSeconds: 3\n"));
 
+  // podinfo runs one replica with maxUnavailable 1, so it never reports MinimumReplicasUnavailable:
+  // as with Flagger, the rollback comes from the Deployment's own ProgressDeadlineExceeded, so the
+  // release shortens that deadline too.
+  // maxUnavailable 0: the unready pod leaves the Deployment Available=False
+  // (MinimumReplicasUnavailable), whose age Flagger measures against the Canary's
+  // progressDeadlineSeconds. (With podinfo's maxUnavailable 1 and one replica, Kubernetes and
+  // kubesim report Available and the scale-up never counts as progress, so only the
+  // Deployment's own deadline could fail it.)
   const std::string patch =
-      R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/ready":"false"}},)"
+      R"({"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":0}},"template":{"metadata":{"annotations":{"kubesim.dev/ready":"false"}},)"
       R"("spec":{"containers":[{"name":"podinfod","image":"ghcr.io/stefanprodan/podinfo:6.0.2"}]}}}})";
   sim.kubectl_ok({"-n", "demo", "patch", "deployment", "podinfo", "--type", "strategic", "-p", patch});
   bool failed = wait_phase(sim, "podinfo", "Failed", 60s);
   auto evs = canary_events(sim, "podinfo");
-  REQUIRE_MESSAGE(failed, "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(evs));
+  REQUIRE_MESSAGE(failed, "phase " << phase_of(sim, "podinfo") << "; events:\n"
+                                   << dump(evs) << "target: " << json::serialize(get_json(sim, {"deployment", "podinfo"})));
   CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
   CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
   CHECK_MESSAGE(has_event(evs, "Warning", "progress deadline exceeded"), dump(evs));
