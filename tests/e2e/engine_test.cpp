@@ -410,3 +410,70 @@ TEST_CASE("revertOnDeletion gives the target its replicas back before the finali
   if (!apex.is_null()) CHECK(str_at(apex, {"spec", "selector", "app"}) == "podinfo");
   CHECK(d.proc->wait_for_line("Terminated canary podinfo.demo", 1s));
 }
+
+namespace {
+
+std::int64_t epoch_ms(const std::string& ts) {
+  std::tm tm{};
+  int ms = 0;
+  REQUIRE(std::sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                      &tm.tm_min, &tm.tm_sec, &ms) == 7);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+std::vector<json::object> requests(const std::filesystem::path& log) {
+  std::vector<json::object> out;
+  std::istringstream in(read_text(log));
+  for (std::string l; std::getline(in, l);) out.push_back(json::parse(l).as_object());
+  return out;
+}
+
+bool from_canaryd(const json::object& r) {
+  auto verb = std::string(r.at("verb").as_string());
+  for (auto& ch : verb) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return std::string_view(r.at("user_agent").as_string()).starts_with("canaryd") && verb != "watch";
+}
+
+}  // namespace
+
+TEST_CASE("an idle canary makes no API request, and a new revision reaches Progressing within milliseconds") {
+  temp_dir tmp;
+  auto request_log = tmp.path() / "requests.jsonl";
+  kubesim_options so;
+  so.extra_args = {"--request-log", request_log.string()};
+  kubesim_instance sim(so);
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim);
+  std::this_thread::sleep_for(1500ms);  // let the last writes of the initialization settle
+
+  auto count = [&] {
+    std::size_t n = 0;
+    for (const auto& r : requests(request_log)) n += from_canaryd(r) ? 1 : 0;
+    return n;
+  };
+  auto before = count();
+  std::this_thread::sleep_for(3500ms);  // three analysis intervals
+  auto after = count();
+  MESSAGE("canaryd requests during 3 idle intervals: " << after - before);
+  CHECK(after == before);
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.5"});
+  REQUIRE(wait_phase(sim, "podinfo", "Progressing", 20s));
+  std::int64_t changed_at = 0, progressing_at = 0;
+  for (const auto& r : requests(request_log)) {
+    std::string path(r.at("path").as_string());
+    std::string method(r.at("method").as_string());
+    if (changed_at == 0 && method == "PATCH" && path.ends_with("/deployments/podinfo") &&
+        !from_canaryd(r))
+      changed_at = epoch_ms(std::string(r.at("time").as_string()));
+    else if (changed_at != 0 && progressing_at == 0 && from_canaryd(r) && path.ends_with("/canaries/podinfo/status"))
+      progressing_at = epoch_ms(std::string(r.at("time").as_string()));
+  }
+  REQUIRE(changed_at > 0);
+  REQUIRE(progressing_at > 0);
+  MESSAGE("new revision -> Progressing status written: " << progressing_at - changed_at << " ms");
+  CHECK(progressing_at - changed_at < 1000);  // not one interval later (bench/ measures the p99)
+}
