@@ -297,7 +297,44 @@ TEST_CASE("an invalid Canary gets Promoted=False naming the field and a Warning 
   CHECK(str_at(cond, {"message"}).find("maxWeight") != std::string::npos);
   auto evs = canary_events(sim, "broken");
   CHECK_MESSAGE(has_event(evs, "Warning", "maxWeight"), dump(evs));
-  // The invalid canary touched nothing: the valid one still promotes.
+  // stepWeight 0 with neither iterations nor stepWeights: the analysis could never move.
+  const std::string no_steps = R"(apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: stuck
+  namespace: demo
+spec:
+  provider: kubernetes
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    threshold: 2
+    stepWeight: 0
+)";
+  sim.kubectl_ok({"apply", "-f", "-"}, no_steps);
+  std::string stuck_message;
+  bool stuck_reported = eventually(
+      [&] {
+        auto v = get_json(sim, {"canary", "stuck"});
+        if (v.is_null()) return false;
+        boost::system::error_code ec;
+        auto* cond = v.find_pointer("/status/conditions/0", ec);
+        if (!cond) return false;
+        stuck_message = str_at(*cond, {"message"});
+        return str_at(*cond, {"status"}) == "False";
+      },
+      20s);
+  CHECK_MESSAGE(stuck_reported, dump(canary_events(sim, "stuck")));
+  CHECK(stuck_message.find("spec.analysis.stepWeight") != std::string::npos);
+  CHECK_MESSAGE(has_event(canary_events(sim, "stuck"), "Warning", "spec.analysis.stepWeight"),
+                dump(canary_events(sim, "stuck")));
+
+  // The invalid canaries touched nothing: the valid one still promotes.
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.3"});
   CHECK_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
   CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.3");
