@@ -45,7 +45,6 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
                        {"namespace", c.metadata.namespace_},
                        {"phase", std::string(core::to_string(phase))},
                        {"checksum", core::webhook_checksum(c.status)},
-                       {"type", std::string(core::to_string(hook.type))},
                        {"metadata", std::move(meta)}};
   http::request req;
   req.method = "POST";

@@ -1,6 +1,6 @@
 #pragma once
 // Flagger's CallWebhook: POST the CanaryWebhookPayload {"name","namespace","phase","checksum",
-// "type","metadata"} as JSON to a hook's URL, within the hook's timeout (10 s default), with up
+// "metadata"} as JSON to a hook's URL, within the hook's timeout (10 s default), with up
 // to `retries` more attempts on transport errors and 5xx answers. Success is a status up to 202,
 // as Flagger counts it; anything else is a failure whose error is the response body (or the
 // transport error).

@@ -514,3 +514,69 @@ TEST_CASE("an idle canary makes no API request, and a new revision reaches Progr
   MESSAGE("new revision -> Progressing status written: " << progressing_at - changed_at << " ms");
   CHECK(progressing_at - changed_at < 1000);  // not one interval later (bench/ measures the p99)
 }
+
+TEST_CASE("confirm-rollout and post-rollout webhooks are POSTed Flagger's payload") {
+  temp_dir tmp;
+  auto payloads = tmp.path() / "payloads.jsonl";
+  const int port = free_port();
+  // A webhook receiver answering 200 and appending each payload, with the path, to a file.
+  const std::string server = R"(
+import http.server, json, sys
+out = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        with open(out, 'a') as f:
+            f.write(json.dumps({'path': self.path, 'body': json.loads(body)}) + '\n')
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+print('listening', flush=True)
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+)";
+  child receiver({"python3", "-c", server, std::to_string(port), payloads.string()});
+  REQUIRE(receiver.wait_for_line("listening", 10s));
+
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  init_podinfo(sim, canary_yaml("podinfo", "podinfo",
+                                "    webhooks:\n"
+                                "    - name: gate\n"
+                                "      type: confirm-rollout\n"
+                                "      url: " + url + "/gate/check\n"
+                                "      metadata:\n"
+                                "        team: blue\n"
+                                "    - name: notify\n"
+                                "      type: post-rollout\n"
+                                "      url: " + url + "/done\n"));
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.6"});
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Normal", "Confirm-rollout check gate passed"), dump(evs));
+  CHECK(eventually([&] { return read_text(payloads).find("/done") != std::string::npos; }, 5s));
+
+  bool saw_gate = false, saw_post = false;
+  std::istringstream in(read_text(payloads));
+  for (std::string l; std::getline(in, l);) {
+    auto v = json::parse(l);
+    auto path = str_at(v, {"path"});
+    INFO(l);
+    CHECK(str_at(v, {"body", "name"}) == "podinfo");
+    CHECK(str_at(v, {"body", "namespace"}) == "demo");
+    CHECK(str_at(v, {"body", "checksum"}) != "");
+    if (path == "/gate/check") {
+      saw_gate = true;
+      CHECK(str_at(v, {"body", "metadata", "team"}) == "blue");
+      CHECK(str_at(v, {"body", "phase"}) != "");  // the phase core chose (Flagger's in-memory phase)
+    } else if (path == "/done") {
+      saw_post = true;
+      CHECK(str_at(v, {"body", "phase"}) == "Succeeded");
+    }
+  }
+  CHECK(saw_gate);
+  CHECK(saw_post);
+}
