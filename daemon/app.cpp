@@ -110,8 +110,9 @@ class app_impl final : public app {
     configmaps_ = make_cache(resources::configmaps);
     secrets_ = make_cache(resources::secrets);
     hpas_ = make_cache(resources::hpas);
-    cluster_ = std::make_unique<cluster>(
-        cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_, *secrets_, *hpas_});
+    metric_templates_ = make_cache(resources::metric_templates);
+    cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
+                                                 *secrets_, *hpas_, *metric_templates_});
     runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_);
 
     // Canary tasks start once every cache holds its first list: before that a task would see
@@ -175,7 +176,7 @@ class app_impl final : public app {
 
   std::vector<k8s::cache*> all_caches() const {
     std::vector<k8s::cache*> out;
-    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_})
+    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &metric_templates_})
       if (*p) out.push_back(p->get());
     return out;
   }
@@ -222,7 +223,7 @@ class app_impl final : public app {
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
   std::unique_ptr<http::server> server_;
-  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_;
+  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_;
   std::unique_ptr<cluster> cluster_;
   std::unique_ptr<canary_runner> runner_;
   std::size_t synced_caches_ = 0;
