@@ -351,8 +351,8 @@ void canary_runner::remove(const std::string& key) {
   t->stopped = true;
   t->timer.cancel();
   set_interests(*t, {});
+  events_->forget(key);  // before erase: `key` may be the map's own key (stop() passes it)
   tasks_.erase(it);
-  events_->forget(key);
 }
 
 void canary_runner::changed(source s, std::string_view namespace_name, std::string_view name) {

@@ -1,0 +1,62 @@
+#pragma once
+// Helpers for end-to-end tests that run the real canaryd against kubesim with kubectl:
+// Flagger's podinfo workload, Canary manifests, polling for phases, reading Events.
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tests/support/kubesim.hpp"
+#include "tests/support/process.hpp"
+
+namespace canaryd::test {
+
+std::string canaryd_path();
+std::string read_text(const std::filesystem::path& p);
+// Flagger's podinfo Deployment from ../shared/reference (the calling test fails without it).
+std::string podinfo_yaml();
+// A `provider: kubernetes` Canary in namespace demo: interval 1s, threshold 2, iterations 3.
+std::string canary_yaml(const std::string& name, const std::string& target, const std::string& analysis_extra = {},
+                        const std::string& spec_extra = {});
+
+struct daemon_run {
+  std::unique_ptr<child> proc;
+  int port = 0;
+};
+// Starts canaryd against `sim` and waits until its caches are synced.
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args = {});
+
+// `kubectl -n demo get <what> -o json`, or null when kubectl fails.
+boost::json::value get_json(const kubesim_instance& sim, const std::vector<std::string>& what);
+std::string str_at(const boost::json::value& v, std::initializer_list<std::string_view> path);
+std::string phase_of(const kubesim_instance& sim, const std::string& canary);
+std::int64_t replicas_of(const kubesim_instance& sim, const std::string& deployment);
+std::string image_of(const kubesim_instance& sim, const std::string& deployment);
+
+// Polls until `pred` holds or `limit` passes; returns whether it held.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit);
+// Polls the canary's phase until it is `want` (or `limit` passes), recording each distinct
+// phase seen, in order.
+bool wait_phase(const kubesim_instance& sim, const std::string& canary, const std::string& want,
+                std::chrono::milliseconds limit, std::vector<std::string>* seen = nullptr);
+
+// The Events about a Canary, in creation order: (type, message).
+using event_list = std::vector<std::pair<std::string, std::string>>;
+event_list canary_events(const kubesim_instance& sim, const std::string& canary);
+bool has_event(const event_list& evs, const std::string& type, const std::string& text);
+std::string dump(const event_list& evs);
+
+// Applies canaryd's CRDs and creates namespace demo.
+void setup_cluster(const kubesim_instance& sim);
+// Deploys podinfo, its Canary, and waits for Initialized.
+void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
+
+}  // namespace canaryd::test
