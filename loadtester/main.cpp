@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
                                       {"timeout", static_cast<std::int64_t>(opts.timeout.count() / 1000)}});
 
   // SIGTERM/SIGINT: stop serving, kill running commands, let their coroutines reap them, exit 0.
-  // Flagger waits up to a minute for in-flight requests; a blocking (bash) request here is
-  // answered with its killed command's error instead, at once.
+  // Flagger waits up to a minute for in-flight requests; here the server closes their
+  // connections at once (a blocking bash request gets no answer) and its command is killed.
   using clock = std::chrono::steady_clock;
   std::optional<clock::time_point> drain_deadline;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
