@@ -91,7 +91,11 @@ class load_tester_impl final : public load_tester {
  private:
   asio::awaitable<void> serve(const http::request& req, http::responder& out) {
     auto parts = http::split_target(req.target);
-    co_await out.send(co_await route(parts.path, req));
+    // Named, not passed as a temporary: GCC 12 destroys aggregate temporaries passed by value
+    // into a coroutine inside co_await twice.
+    http::response res = co_await route(parts.path, req);
+    if (auto ec = co_await out.send(std::move(res)))
+      log::debug("answer not sent", {{"path", parts.path}, {"error", ec.message()}});
   }
 
   // Paths and answers as Flagger's pkg/loadtester/server.go: any method; every path that is not
