@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -158,6 +159,24 @@ void init_podinfo(const kubesim_instance& sim, const std::string& canary) {
   sim.kubectl_ok({"apply", "-f", "-"}, canary);
   REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s),
                   "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(canary_events(sim, "podinfo")));
+}
+
+std::string loadtester_path() { return (build_root() / "loadtester" / "canary-loadtester").string(); }
+
+loadtester::loadtester(std::vector<std::string> extra) {
+  std::vector<std::string> argv{loadtester_path(), "--listen-address",
+                                "127.0.0.1", "-port=" + std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  proc = std::make_unique<child>(argv, std::map<std::string, std::string>{}, dir.path() / "stderr.log");
+  auto started = proc->wait_for_line("Starting load tester", 10s);
+  REQUIRE_MESSAGE(started, "canary-loadtester did not start: " << proc->stderr_text());
+  REQUIRE(started->find("127.0.0.1:" + std::to_string(port)) != std::string::npos);
+}
+
+http_reply loadtester::post(const std::string& path, const std::string& body, std::chrono::milliseconds limit) {
+  auto r = http_call("POST", url() + path, body, limit);
+  REQUIRE_MESSAGE(r, "no answer from canary-loadtester for " << path);
+  return *r;
 }
 
 }  // namespace canaryd::test

@@ -59,4 +59,18 @@ void setup_cluster(const kubesim_instance& sim);
 // Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
 
+std::string loadtester_path();
+// A canary-loadtester (Flagger's load tester API) on 127.0.0.1; ready once it logged its start.
+struct loadtester {
+  int port = free_port();
+  temp_dir dir;
+  std::unique_ptr<child> proc;
+
+  explicit loadtester(std::vector<std::string> extra = {});
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  // POSTs `body` to `path`; the calling test fails when there is no answer.
+  http_reply post(const std::string& path, const std::string& body,
+                  std::chrono::milliseconds limit = std::chrono::seconds(10));
+};
+
 }  // namespace canaryd::test

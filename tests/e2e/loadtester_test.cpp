@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/e2e/harness.hpp"
 #include "tests/support/process.hpp"
 
 using namespace canaryd::test;
@@ -15,8 +16,6 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-std::string loadtester_path() { return (build_root() / "loadtester" / "canary-loadtester").string(); }
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -70,27 +69,6 @@ bool eventually(F f, std::chrono::milliseconds limit) {
   }
   return f();
 }
-
-struct loadtester {
-  int port = free_port();
-  temp_dir dir;
-  std::unique_ptr<child> proc;
-
-  explicit loadtester(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{loadtester_path(), "--listen-address", "127.0.0.1", "-port=" + std::to_string(port)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    proc = std::make_unique<child>(argv, std::map<std::string, std::string>{}, dir.path() / "stderr.log");
-    auto started = proc->wait_for_line("Starting load tester", 10s);
-    REQUIRE_MESSAGE(started, "canary-loadtester did not start: " << proc->stderr_text());
-    REQUIRE(started->find("127.0.0.1:" + std::to_string(port)) != std::string::npos);
-  }
-
-  http_reply post(const std::string& path, const std::string& body, std::chrono::milliseconds limit = 10s) {
-    auto r = http_call("POST", "http://127.0.0.1:" + std::to_string(port) + path, body, limit);
-    REQUIRE_MESSAGE(r, "no answer from canary-loadtester for " << path);
-    return *r;
-  }
-};
 
 }  // namespace
 
