@@ -23,12 +23,6 @@ constexpr std::string_view toolkit_reconcile_key = "kustomize.toolkit.fluxcd.io/
 constexpr std::string_view helm_drift_detection_key = "helm.toolkit.fluxcd.io/driftDetection";
 constexpr std::string_view kubectl_annotation = "kubectl.kubernetes.io/last-applied-configuration";
 
-// filterMetadata: keeps Flux and Helm from reverting what canaryd manages.
-void filter_metadata(std::map<std::string, std::string>& annotations) {
-  annotations[std::string(toolkit_reconcile_key)] = "disabled";
-  annotations[std::string(helm_drift_detection_key)] = "disabled";
-}
-
 service_result<json::value> parse(std::string_view text, std::string_view what) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
@@ -223,6 +217,11 @@ bool apply_desired(json::object& obj, const desired_service& s, bool with_metada
 }
 
 }  // namespace
+
+void filter_metadata(std::map<std::string, std::string>& annotations) {
+  annotations[std::string(toolkit_reconcile_key)] = "disabled";
+  annotations[std::string(helm_drift_detection_key)] = "disabled";
+}
 
 std::string_view to_string(service_role r) {
   switch (r) {

@@ -84,6 +84,11 @@ struct desired_service {
   std::vector<std::string> unmanaged_annotations;
 };
 
+// filterMetadata: the annotations that keep Flux and Helm from reverting what canaryd manages
+// (`kustomize.toolkit.fluxcd.io/reconcile` and `helm.toolkit.fluxcd.io/driftDetection`: `disabled`),
+// added to every object a router generates.
+void filter_metadata(std::map<std::string, std::string>& annotations);
+
 enum class service_role {
   apex,     // <svc>: selects <value>-primary, metadata service.apex
   primary,  // <svc>-primary: selects <value>-primary, metadata service.primary
