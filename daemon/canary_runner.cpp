@@ -365,6 +365,8 @@ void canary_runner::changed(source s, std::string_view namespace_name, std::stri
 void canary_runner::stop() {
   stopped_ = true;
   metrics_->stop();
+  for (auto& [_, m] : meshes_)
+    if (m) m->stop();
   while (!tasks_.empty()) remove(tasks_.begin()->first);
 }
 

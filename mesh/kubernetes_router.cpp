@@ -36,8 +36,9 @@ class kubernetes_router final : public mesh_router {
 
 }  // namespace
 
-std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, cluster&, const options&) {
+std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, cluster& k, const options& opts) {
   if (provider == "kubernetes") return std::make_unique<kubernetes_router>();
+  if (provider == "istio") return make_istio_router(k, opts);
   return nullptr;
 }
 

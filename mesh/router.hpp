@@ -40,11 +40,15 @@ class mesh_router {
   virtual void observe(const core::canary& c, core::observed_state& obs) const = 0;
   virtual boost::asio::awaitable<action_result> set_routes(const core::canary& c, core::traffic_routes r) = 0;
   virtual boost::asio::awaitable<action_result> finalize(const core::canary& c) = 0;
+  // Shutdown: stops whatever the router runs in the background (its caches). Idempotent.
+  virtual void stop() {}
 };
 
 std::unique_ptr<service_router> make_service_router(cluster& k, const options& opts);
 // The router for a provider name ("kubernetes", "istio", ...); nullptr for one canaryd does not
 // support yet (the runner reports it on the canary).
 std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, cluster& k, const options& opts);
+// The istio provider's router (mesh/istio_router.cpp); it starts its own watch caches.
+std::unique_ptr<mesh_router> make_istio_router(cluster& k, const options& opts);
 
 }  // namespace canaryd

@@ -1,0 +1,159 @@
+// The istio provider end to end: Flagger's istio example Canary (shared/reference) with short
+// intervals, the real canaryd, kubesim with Istio's CRDs and a real Prometheus that scrapes
+// kubesim's emulated Istio telemetry. The VirtualService weights are read at every step.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <csignal>
+#include <thread>
+
+#include "tests/e2e/harness.hpp"
+
+namespace json = boost::json;
+using namespace canaryd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+void replace_once(std::string& text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, "the example no longer contains: " << from);
+  text.replace(at, from.size(), to);
+}
+
+// Flagger's examples/istio-canary.yaml in namespace demo, analysed every second, without its
+// webhooks (they call a load tester inside Flagger's test cluster).
+std::string istio_example() {
+  auto ref = shared_reference();
+  REQUIRE_MESSAGE(ref, "the shared Flagger reference is not available");
+  std::string text = read_text(*ref / "flagger" / "examples" / "istio-canary.yaml");
+  replace_once(text, "namespace: test", "namespace: demo");
+  replace_once(text, "interval: 15s", "interval: 1s");
+  text = text.substr(0, text.find("    webhooks:"));
+  return text;
+}
+
+struct weights {
+  int primary = -1, canary = -1;
+  bool operator==(const weights&) const = default;
+};
+
+weights vs_weights(const kubesim_instance& sim) {
+  auto vs = get_json(sim, {"virtualservice", "podinfo"});
+  weights w;
+  if (vs.is_null()) return w;
+  const json::value* http = vs.at_pointer("/spec").as_object().if_contains("http");
+  if (!http || !http->is_array() || http->as_array().empty()) return w;
+  for (const auto& d : http->as_array()[0].at("route").as_array()) {
+    const auto host = str_at(d, {"destination", "host"});
+    const auto* wv = d.as_object().if_contains("weight");
+    const int value = wv ? static_cast<int>(wv->to_number<std::int64_t>()) : 0;
+    if (host == "podinfo-primary") w.primary = value;
+    if (host == "podinfo-canary") w.canary = value;
+  }
+  return w;
+}
+
+// Polls the VirtualService until the canary reaches `phase`, recording every distinct canary
+// weight in the order seen.
+bool follow_weights(const kubesim_instance& sim, const std::string& phase, std::chrono::milliseconds limit,
+                    std::vector<int>& seen) {
+  return eventually(
+      [&] {
+        weights w = vs_weights(sim);
+        if (w.canary >= 0 && (seen.empty() || seen.back() != w.canary)) seen.push_back(w.canary);
+        return phase_of(sim, "podinfo") == phase;
+      },
+      limit);
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += std::to_string(x) + " ";
+  return s;
+}
+
+void setup_istio(const kubesim_instance& sim) {
+  setup_cluster(sim);
+  sim.kubectl_ok({"apply", "-f", (source_root() / "tests" / "sim" / "data" / "istio-crds.yaml").string()});
+  sim.kubectl_ok({"wait", "--for=condition=Established", "crd/virtualservices.networking.istio.io", "--timeout=30s"});
+  auto ref = shared_reference();
+  REQUIRE(ref);
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", (*ref / "flagger" / "workloads" / "podinfo-hpa.yaml").string()});
+}
+
+}  // namespace
+
+TEST_CASE("Flagger's istio example shifts the VirtualService weights step by step, promotes, and rolls back a failing release") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  setup_istio(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  init_podinfo(sim, istio_example());
+
+  // Initialization: DestinationRules with the example's trafficPolicy and the VirtualService
+  // with its hosts and gateways, all traffic on the primary.
+  for (std::string dr : {"podinfo-primary", "podinfo-canary"}) {
+    auto v = get_json(sim, {"destinationrule", dr});
+    REQUIRE_MESSAGE(!v.is_null(), "DestinationRule " << dr << " missing");
+    CHECK(str_at(v, {"spec", "host"}) == dr);
+    CHECK(str_at(v, {"spec", "trafficPolicy", "tls", "mode"}) == "DISABLE");
+  }
+  auto vs = get_json(sim, {"virtualservice", "podinfo"});
+  REQUIRE(!vs.is_null());
+  CHECK(vs.at_pointer("/spec/hosts") == json::parse(R"(["app.example.com","podinfo"])"));
+  CHECK(vs.at_pointer("/spec/gateways") == json::parse(R"(["istio-system/public-gateway","mesh"])"));
+  CHECK(vs_weights(sim) == weights{100, 0});
+  CHECK(eventually([&] { return !get_json(sim, {"hpa", "podinfo-primary"}).is_null(); }, 10s));
+
+  SUBCASE("a healthy release: stepWeight 5 up to maxWeight 50, then promotion to 100/0") {
+    sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+    std::vector<int> seen;
+    bool done = follow_weights(sim, "Succeeded", 120s, seen);
+    auto evs = canary_events(sim, "podinfo");
+    REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+    const std::vector<int> expected{0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 0};
+    CHECK_MESSAGE(seen == expected, "weights seen: " << join(seen));
+    CHECK(vs_weights(sim) == weights{100, 0});
+    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+    CHECK(has_event(evs, "Normal", "Advance podinfo.demo canary weight 50"));
+
+    // A stepWeights ladder: exactly those weights, then promotion.
+    sim.kubectl_ok({"-n", "demo", "patch", "canary", "podinfo", "--type", "merge", "-p",
+                    R"({"spec":{"analysis":{"stepWeight":null,"stepWeights":[10,30,50]}}})"});
+    REQUIRE(wait_phase(sim, "podinfo", "Succeeded", 10s));
+    sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.2"});
+    seen.clear();
+    done = follow_weights(sim, "Succeeded", 120s, seen);
+    // The first poll may still see the end of the previous run (0).
+    if (!seen.empty() && seen.front() == 0) seen.erase(seen.begin());
+    REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
+    const std::vector<int> ladder{10, 30, 50, 0};
+    CHECK_MESSAGE(seen == ladder, "weights seen: " << join(seen));
+    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.2");
+  }
+
+  SUBCASE("a release answering 30 % with 500 fails request-success-rate and rolls back to 100/0") {
+    sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
+                    R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/error-rate":"0.3"}}}}})"});
+    std::vector<int> seen;
+    bool failed = follow_weights(sim, "Failed", 120s, seen);
+    auto evs = canary_events(sim, "podinfo");
+    REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+    CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement success rate"), dump(evs));
+    CHECK(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 10"));
+    CHECK(vs_weights(sim) == weights{100, 0});
+    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+    // It never got to maxWeight. (It does pass a few steps: the 1m rate window still holds the
+    // error-free requests the target's pods served before initialization scaled them down.)
+    for (int w : seen) CHECK(w < 50);
+    MESSAGE("weights seen before the rollback: " << join(seen));
+  }
+
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(5s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
