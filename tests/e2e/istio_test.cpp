@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
+#include "tests/support/prometheus.hpp"
 
 namespace json = boost::json;
 using namespace canaryd::test;
@@ -152,8 +153,109 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
     MESSAGE("weights seen before the rollback: " << join(seen));
   }
 
+  SUBCASE("a release answering in 800 ms fails request-duration and rolls back to 100/0") {
+    sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
+                    R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/latency-ms":"800"}}}}})"});
+    std::vector<int> seen;
+    bool failed = follow_weights(sim, "Failed", 120s, seen);
+    auto evs = canary_events(sim, "podinfo");
+    REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+    CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement request duration"), dump(evs));
+    CHECK(has_event(evs, "Warning", "> 500ms"));
+    CHECK(vs_weights(sim) == weights{100, 0});
+    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  }
+
   d.proc->signal(SIGTERM);
   auto code = d.proc->wait(5s);
   REQUIRE(code);
   CHECK(*code == 0);
+}
+
+TEST_CASE("Flagger's A/B example sends only the matched requests to the canary during its iterations, then promotes") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  setup_istio(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  auto ref = shared_reference();
+  REQUIRE(ref);
+  std::string c = read_text(*ref / "flagger" / "examples" / "istio-abtest.yaml");
+  replace_once(c, "namespace: test", "namespace: demo");
+  replace_once(c, "interval: 15s", "interval: 1s");
+  replace_once(c, "iterations: 10", "iterations: 15");
+  c = c.substr(0, c.find("    webhooks:"));
+  // kubesim: a quarter of the apex's requests carry Firefox's user agent, another quarter the
+  // insider cookie; nothing else calls the canary.
+  replace_once(c, "  service:\n", "  service:\n    apex:\n      annotations:\n"
+                                    "        kubesim.dev/header: \"user-agent: Mozilla/5.0 Firefox/120.0\"\n"
+                                    "        kubesim.dev/header-share: \"0.25\"\n"
+                                    "        kubesim.dev/cookie: \"type=insider\"\n"
+                                    "        kubesim.dev/cookie-share: \"0.25\"\n");
+  init_podinfo(sim, c);
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  REQUIRE(eventually([&] { return vs_weights(sim) == weights{0, 100}; }, 30s));
+  auto vs = get_json(sim, {"virtualservice", "podinfo"});
+  const auto& http = vs.at_pointer("/spec/http").as_array();
+  REQUIRE(http.size() == 2);
+  CHECK(http[0].at("match").as_array().size() == 2);
+  CHECK(str_at(http[0].at("match").as_array()[0], {"headers", "cookie", "regex"}) == "^(.*?;)?(type=insider)(;.*)?$");
+  CHECK(str_at(http[0].at("match").as_array()[1], {"headers", "user-agent", "regex"}) == ".*Firefox.*");
+  CHECK(str_at(http[1].at("route").as_array()[0], {"destination", "host"}) == "podinfo-primary");
+
+  // Seven seconds into the iterations, the canary serves the marked half of the apex's traffic.
+  std::this_thread::sleep_for(7s);
+  REQUIRE(phase_of(sim, "podinfo") == "Progressing");
+  auto rates = prom_query(sim.prometheus_url(),
+                          "sum by (destination_workload) (rate(istio_requests_total{reporter=\"destination\","
+                          "destination_workload_namespace=\"demo\"}[5s]))",
+                          "destination_workload");
+  const double canary = rates["podinfo"], primary = rates["podinfo-primary"];
+  MESSAGE("rate by workload during A/B: podinfo " << canary << "/s, podinfo-primary " << primary << "/s");
+  REQUIRE(canary + primary > 0);
+  CHECK(canary / (canary + primary) > 0.35);
+  CHECK(canary / (canary + primary) < 0.65);
+
+  std::vector<int> seen;
+  bool done = follow_weights(sim, "Succeeded", 60s, seen);
+  REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
+  CHECK(vs_weights(sim) == weights{100, 0});
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+  CHECK(has_event(canary_events(sim, "podinfo"), "Normal", "Advance podinfo.demo canary iteration 15/15"));
+}
+
+TEST_CASE("blue/green with mirroring: mirrored first, then all traffic to the canary for one iteration, then promotion") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  setup_istio(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  std::string c = istio_example();
+  replace_once(c, "    maxWeight: 50\n    stepWeight: 5\n", "    iterations: 5\n    mirror: true\n    mirrorWeight: 100\n");
+  init_podinfo(sim, c);
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  // Distinct (primary, canary, mirrored) states of the VirtualService, in order.
+  std::vector<std::string> states;
+  bool done = eventually(
+      [&] {
+        auto vs = get_json(sim, {"virtualservice", "podinfo"});
+        if (!vs.is_null()) {
+          weights w = vs_weights(sim);
+          const auto& r0 = vs.at_pointer("/spec/http/0").as_object();
+          std::string st = std::to_string(w.primary) + "/" + std::to_string(w.canary) + (r0.contains("mirror") ? " mirrored" : "");
+          if (states.empty() || states.back() != st) states.push_back(st);
+        }
+        return phase_of(sim, "podinfo") == "Succeeded";
+      },
+      90s);
+  std::string text;
+  for (const auto& st : states) text += "[" + st + "] ";
+  REQUIRE_MESSAGE(done, "states: " << text << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
+  const std::vector<std::string> expected{"100/0", "100/0 mirrored", "0/100", "100/0"};
+  CHECK_MESSAGE(states == expected, "states: " << text);
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Normal", "Stop traffic mirroring and route all traffic to canary"), dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
 }

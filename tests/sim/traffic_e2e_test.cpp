@@ -17,6 +17,7 @@
 
 #include "tests/support/kubesim.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/prometheus.hpp"
 
 namespace json = boost::json;
 using namespace canaryd::test;
@@ -105,33 +106,6 @@ spec:
       weight: 20
 )";
 
-// Instant query: value by the given label ("" when the result has one unlabelled sample).
-std::map<std::string, double> prom_query(const std::string& prom, const std::string& promql, const std::string& label = {}) {
-  auto reply = http_call("GET", prom + "/api/v1/query?query=" + [&] {
-    std::string enc;
-    for (unsigned char c : promql) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') enc += static_cast<char>(c);
-      else {
-        char buf[4];
-        std::snprintf(buf, sizeof buf, "%%%02X", c);
-        enc += buf;
-      }
-    }
-    return enc;
-  }());
-  std::map<std::string, double> out;
-  REQUIRE_MESSAGE(reply, "Prometheus did not answer " << promql);
-  INFO(reply->body);
-  REQUIRE(reply->status == 200);
-  auto v = json::parse(reply->body);
-  for (const auto& s : v.at("data").at("result").as_array()) {
-    std::string key;
-    if (!label.empty())
-      if (const auto* l = s.at("metric").as_object().if_contains(label)) key = std::string(l->as_string());
-    out[key] = std::stod(std::string(s.at("value").as_array()[1].as_string()));
-  }
-  return out;
-}
 
 std::string success_rate(const std::string& metric, const std::string& sel, const std::string& non5xx) {
   return "sum(rate(" + metric + "{" + sel + "," + non5xx + "}[1m])) / sum(rate(" + metric + "{" + sel + "}[1m])) * 100";
