@@ -1,5 +1,7 @@
 #include "sim/api/builtin.hpp"
 
+#include "sim/api/base64.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
@@ -456,6 +458,19 @@ void apply_defaults(const resource_info& r, json::object& o, const json::object*
     default_service(o, old, next_ip);
   } else if (res == "secrets") {
     set_default(o, "type", "Opaque");
+    // stringData is write-only, as on a real API server: its entries are base64-encoded into
+    // data (overwriting same-named keys) and it is not stored. Non-string values are left for
+    // validate() to reject.
+    if (auto* sd = o.if_contains("stringData"); sd && sd->is_object()) {
+      const auto& entries = sd->as_object();
+      if (std::all_of(entries.begin(), entries.end(), [](const auto& kv) { return kv.value().is_string(); })) {
+        auto& data = object_at(o, "data");
+        for (const auto& kv : entries) data[kv.key()] = base64_encode(std::string_view(kv.value().as_string()));
+        o.erase("stringData");
+      }
+    } else if (sd && sd->is_null()) {
+      o.erase("stringData");
+    }
   } else if (res == "namespaces") {
     auto& meta = object_at(o, "metadata");
     auto name = std::string(str(meta, "name"));

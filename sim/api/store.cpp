@@ -1,5 +1,7 @@
 #include "sim/api/store.hpp"
 
+#include "sim/api/base64.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
@@ -122,8 +124,12 @@ api_error resource_gone(const resource_info& r) {
           json::object{{"group", r.group}, {"kind", r.resource}}};
 }
 
-// --- base64 (continue tokens) ---
+}  // namespace
+
+// --- base64 (continue tokens, Secret data) ---
+namespace {
 constexpr char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}  // namespace
 
 std::string base64_encode(std::string_view in) {
   std::string out;
@@ -167,6 +173,8 @@ std::optional<std::string> base64_decode(std::string_view in) {
   }
   return out;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 

@@ -59,9 +59,14 @@ spec:
     ) or on() vector(0)
 )yaml";
 
+void replace_once_in(std::string& text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, "no " << from);
+  text.replace(at, from.size(), to);
+}
+
 std::string with_prometheus(std::string text, const std::string& url) {
-  auto at = text.find("PROMETHEUS");
-  text.replace(at, 10, url);
+  replace_once_in(text, "PROMETHEUS", url);
   return text;
 }
 
@@ -166,4 +171,89 @@ TEST_CASE("with Prometheus down the checks fail, never pass, and the events say 
   auto code = d.proc->wait(5s);
   REQUIRE(code);
   CHECK(*code == 0);
+}
+
+TEST_CASE("a MetricTemplate behind basic auth is rendered with its templateVariables and queried with the secretRef's credentials") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  // A reverse proxy that demands basic auth in front of Prometheus, logging each query it passes.
+  const int proxy_port = free_port();
+  const std::string proxy = R"(
+import base64, http.server, sys, urllib.request, urllib.error
+port, upstream = int(sys.argv[1]), sys.argv[2]
+want = 'Basic ' + base64.b64encode(b'flagger:s3cret').decode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get('Authorization') != want:
+            body = b'Unauthorized'
+            self.send_response(401)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            print('denied', self.path, flush=True)
+            return
+        try:
+            with urllib.request.urlopen(upstream + self.path, timeout=5) as r:
+                code, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            code, body = e.code, e.read()
+        self.send_response(code)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        print('passed', urllib.parse.unquote_plus(self.path), flush=True)
+    def log_message(self, *a):
+        pass
+print('listening', flush=True)
+http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
+)";
+  child auth_proxy({"python3", "-c", proxy, std::to_string(proxy_port), sim.prometheus_url()});
+  REQUIRE(auth_proxy.wait_for_line("listening", 10s));
+  const std::string proxy_url = "http://127.0.0.1:" + std::to_string(proxy_port);
+
+  setup_cluster(sim);
+  sim.kubectl_ok({"-n", "demo", "create", "secret", "generic", "prom-auth", "--from-literal=username=flagger",
+                  "--from-literal=password=s3cret"});
+  std::string tmpl = server_errors_template;
+  replace_once_in(tmpl, "    address: PROMETHEUS\n", "    address: " + proxy_url + "\n    secretRef:\n      name: prom-auth\n");
+  sim.kubectl_ok({"apply", "-f", "-"}, tmpl);
+  auto d = start_canaryd(sim, {"-metrics-server", sim.prometheus_url()});
+  std::string c = canary_yaml("podinfo", "podinfo",
+                              "    metrics:\n"
+                              "    - name: server-errors\n"
+                              "      templateRef:\n"
+                              "        name: server-errors\n"
+                              "        namespace: demo\n"
+                              "      templateVariables:\n"
+                              "        codes: \"5..\"\n"
+                              "      thresholdRange:\n"
+                              "        max: 1\n"
+                              "      interval: 15s\n");
+  c.replace(c.find("    threshold: 2\n"), 17, "    threshold: 5\n");
+  init_podinfo(sim, c);
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  // The proxy passed the rendered query: the variable and the canary's target filled in.
+  auto passed = auth_proxy.wait_for_line(R"(status=~"5..")", 5s);
+  REQUIRE_MESSAGE(passed, "the proxy passed no template query");
+  CHECK(passed->rfind("passed /api/v1/query?query=", 0) == 0);
+  CHECK(passed->find(R"q(kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)")q") != std::string::npos);
+  CHECK(passed->find("[15s]") != std::string::npos);
+  // Initialization checked the template's provider through the proxy too.
+  bool online_checked = false;
+  for (const auto& l : auth_proxy.lines()) online_checked = online_checked || l == "passed /api/v1/query?query=vector(1)";
+  CHECK(online_checked);
+
+  // A wrong password: every check fails with the proxy's answer, and the release is rolled back.
+  sim.kubectl_ok({"-n", "demo", "patch", "secret", "prom-auth", "--type", "merge", "-p",
+                  R"({"stringData":{"password":"wrong"}})"});
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.2"});
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Failed", 60s),
+                  "phase " << phase_of(sim, "podinfo") << "\n" << dump(canary_events(sim, "podinfo")));
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Warning", "Metric query failed for server-errors: error response: Unauthorized"), dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
 }

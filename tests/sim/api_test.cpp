@@ -494,6 +494,26 @@ TEST_CASE("a stale update gets 409 Conflict, a duplicate create 409 AlreadyExist
   CHECK(str_at(missing.json(), {"message"}) == "configmaps \"zzz\" not found");
 }
 
+TEST_CASE("a Secret's stringData is written into data, base64-encoded, and never stored") {
+  kubesim_instance ks;
+  INFO("kubesim log:\n" << ks.log());
+  ks.kubectl_ok({"apply", "-f", "-"}, R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
+    "data":{"keep":"eHl6","password":"b2xk"},"stringData":{"password":"s3cret","token":"abc"}})");
+  auto v = json::parse(ks.kubectl_ok({"get", "secret", "s", "-o", "json"}));
+  CHECK(str_at(v, {"data", "keep"}) == "eHl6");
+  CHECK(str_at(v, {"data", "password"}) == "czNjcmV0");  // stringData wins over data
+  CHECK(str_at(v, {"data", "token"}) == "YWJj");
+  CHECK(str_at(v, {"type"}) == "Opaque");
+  CHECK(!v.as_object().contains("stringData"));
+  ks.kubectl_ok({"patch", "secret", "s", "--type", "merge", "-p", R"({"stringData":{"password":"new"}})"});
+  v = json::parse(ks.kubectl_ok({"get", "secret", "s", "-o", "json"}));
+  CHECK(str_at(v, {"data", "password"}) == "bmV3");
+  CHECK(!v.as_object().contains("stringData"));
+  auto bad = call(ks, "POST", "/api/v1/namespaces/default/secrets",
+                  R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"b"},"stringData":{"n":1}})");
+  CHECK(bad.status == 422);
+}
+
 TEST_CASE("a finalizer holds a delete until it is removed") {
   kubesim_instance ks;
   INFO("kubesim log:\n" << ks.log());
