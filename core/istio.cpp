@@ -91,7 +91,43 @@ json::object http_route(const canary& c, const json::value& match, json::array r
   return r;
 }
 
-service_result<json::object> build_spec(const canary& c, const traffic_routes& routes) {
+constexpr std::string_view sticky_route_name = "sticky-route";
+constexpr std::string_view primary_sticky_route_name = "sticky-route-primary";
+
+// "<cookie>; Max-Age=<n>" with the sessionAffinity attributes Flagger appends.
+std::string set_cookie(const session_affinity& a, const std::string& cookie, long max_age) {
+  std::string v = cookie + "; Max-Age=" + std::to_string(max_age);
+  if (!a.domain.empty()) v += "; Domain=" + a.domain;
+  if (a.http_only) v += "; HttpOnly";
+  if (a.partitioned) v += "; Partitioned";
+  if (!a.path.empty()) v += "; Path=" + a.path;
+  if (!a.same_site.empty()) v += "; SameSite=" + a.same_site;
+  if (a.secure) v += "; Secure";
+  return v;
+}
+
+// Adds `Set-Cookie: value` to a headers object's response.add (an HTTPRoute's or a destination's).
+void add_set_cookie(json::object& holder, const std::string& value) {
+  json::value& headers = holder["headers"];
+  if (!headers.is_object()) headers = json::object{};
+  json::value& response = headers.as_object()["response"];
+  if (!response.is_object()) response = json::object{};
+  json::value& add = response.as_object()["add"];
+  if (!add.is_object()) add = json::object{};
+  add.as_object()["Set-Cookie"] = value;
+}
+
+// A match on the Cookie header carrying `cookie` ("<name>=<value>"), merged with service.match.
+json::array cookie_match(const std::string& cookie, const json::value& service_match) {
+  const auto eq = cookie.find('=');
+  const std::string name = cookie.substr(0, eq);
+  const std::string value = eq == std::string::npos ? std::string() : cookie.substr(eq + 1);
+  json::array m{json::object{{"headers", json::object{{"Cookie", json::object{{"regex", ".*" + name + ".*" + value + ".*"}}}}}}};
+  return merge_match(m, service_match.is_array() ? service_match.as_array() : json::array{});
+}
+
+// `cookies` is null for Reconcile's spec (no sticky routes, as Flagger's newSpec).
+service_result<json::object> build_spec(const canary& c, const traffic_routes& routes, const session_cookies* cookies) {
   const auto& svc = c.spec.service;
   const std::string apex = c.apex_service_name();
   const std::string primary = c.primary_service_name();
@@ -127,11 +163,42 @@ service_result<json::object> build_spec(const canary& c, const traffic_routes& r
     http.push_back(http_route(c, service_match, json::array{destination(c, primary, routes.primary)}));
   } else {
     json::object r = http_route(c, service_match, std::move(weighted));
-    if (routes.mirrored) {
-      r["mirror"] = json::object{{"host", canary_name}};
-      if (a.mirror_weight > 0) r["mirrorPercentage"] = json::object{{"value", a.mirror_weight}};
+    if (cookies && a.affinity && !a.affinity->cookie_name.empty()) {
+      // getSessionAffinityRouteRules: a sticky route before the weighted one.
+      const session_affinity& sa = *a.affinity;
+      json::object sticky = r;
+      sticky["name"] = sticky_route_name;
+      if (routes.canary != 0 && !cookies->canary.empty()) {
+        for (auto& d : r["route"].as_array()) {
+          const std::string host(d.at_pointer("/destination/host").as_string());
+          if (host == canary_name) add_set_cookie(d.as_object(), set_cookie(sa, cookies->canary, sa.max_age));
+          if (host == primary && !cookies->primary.empty()) {
+            const long interval_s = static_cast<long>(c.analysis_interval().count() / 1000);
+            add_set_cookie(d.as_object(), set_cookie(sa, cookies->primary, interval_s));
+          }
+        }
+        sticky["match"] = cookie_match(cookies->canary, service_match);
+        sticky["route"] = json::array{destination(c, primary, 0), destination(c, canary_name, 100)};
+      } else if (routes.canary == 0 && !cookies->previous.empty()) {
+        sticky["match"] = cookie_match(cookies->previous, service_match);
+        add_set_cookie(sticky, cookies->previous + "; Max-Age=-1");
+      }
+      http.push_back(std::move(sticky));
+      if (routes.canary != 0 && !cookies->primary.empty()) {
+        json::object primary_sticky = r;
+        primary_sticky["name"] = primary_sticky_route_name;
+        primary_sticky["match"] = cookie_match(cookies->primary, service_match);
+        primary_sticky["route"] = json::array{destination(c, primary, 100)};
+        http.push_back(std::move(primary_sticky));
+      }
     }
     http.push_back(std::move(r));
+    if (routes.mirrored) {
+      // On http[0], as Flagger does (the sticky route when there is one).
+      json::object& first = http[0].as_object();
+      first["mirror"] = json::object{{"host", canary_name}};
+      if (a.mirror_weight > 0) first["mirrorPercentage"] = json::object{{"value", a.mirror_weight}};
+    }
   }
   spec["http"] = std::move(http);
   return spec;
@@ -156,13 +223,23 @@ json::object to_json(const std::map<std::string, std::string>& m) {
 json::value without_routing(json::value spec) {
   if (!spec.is_object()) return spec;
   if (auto* http = spec.as_object().if_contains("http"); http && http->is_array()) {
-    for (auto& r : http->as_array()) {
+    auto& routes = http->as_array();
+    for (auto it = routes.begin(); it != routes.end();) {
+      const json::value* name = it->is_object() ? it->as_object().if_contains("name") : nullptr;
+      const bool sticky = name && name->is_string() &&
+                          (name->as_string() == sticky_route_name || name->as_string() == primary_sticky_route_name);
+      it = sticky ? routes.erase(it) : it + 1;
+    }
+    for (auto& r : routes) {
       if (!r.is_object()) continue;
       r.as_object().erase("mirror");
       r.as_object().erase("mirrorPercentage");
       if (auto* dests = r.as_object().if_contains("route"); dests && dests->is_array()) {
-        for (auto& d : dests->as_array())
-          if (d.is_object()) d.as_object().erase("weight");
+        for (auto& d : dests->as_array()) {
+          if (!d.is_object()) continue;
+          d.as_object().erase("weight");
+          d.as_object().erase("headers");  // session affinity's Set-Cookie
+        }
       }
     }
   }
@@ -186,8 +263,9 @@ std::map<std::string, std::string> apex_annotations(const canary& c) {
 
 }  // namespace
 
-service_result<std::string> virtual_service_spec(const canary& c, const traffic_routes& routes) {
-  auto spec = build_spec(c, routes);
+service_result<std::string> virtual_service_spec(const canary& c, const traffic_routes& routes,
+                                                 const session_cookies& cookies) {
+  auto spec = build_spec(c, routes, &cookies);
   if (!spec) return fail<std::string>(spec.error());
   return service_result<std::string>(boost::system::in_place_value, json::serialize(*spec));
 }
@@ -243,7 +321,7 @@ service_result<traffic_routes> read_routes(const canary& c, std::string_view vir
 }
 
 service_result<std::string> virtual_service_create_body(const canary& c) {
-  auto spec = build_spec(c, traffic_routes{100, 0, false});
+  auto spec = build_spec(c, traffic_routes{100, 0, false}, nullptr);
   if (!spec) return fail<std::string>(spec.error());
   json::object meta{{"name", c.apex_service_name()}, {"namespace", c.metadata.namespace_}};
   if (auto l = apex_labels(c); !l.empty()) meta["labels"] = to_json(l);
@@ -262,7 +340,7 @@ update_result virtual_service_reconcile_body(const canary& c, std::string_view e
   // Flagger's routes yet (taken over from the user) starts at 100/0.
   traffic_routes in_force{100, 0, false};
   if (auto r = read_routes(c, existing_json)) in_force = *r;
-  auto spec = build_spec(c, in_force);
+  auto spec = build_spec(c, in_force, nullptr);
   if (!spec) return fail<std::optional<std::string>>(spec.error());
 
   json::object& obj = existing->as_object();
@@ -290,11 +368,12 @@ update_result virtual_service_reconcile_body(const canary& c, std::string_view e
   return std::optional<std::string>(json::serialize(obj));
 }
 
-update_result virtual_service_routes_body(const canary& c, std::string_view existing_json, const traffic_routes& routes) {
+update_result virtual_service_routes_body(const canary& c, std::string_view existing_json, const traffic_routes& routes,
+                                          const session_cookies& cookies) {
   auto existing = parse(existing_json, "VirtualService");
   if (!existing) return fail<std::optional<std::string>>(existing.error());
   if (!existing->is_object()) return fail<std::optional<std::string>>("VirtualService is not a JSON object");
-  auto spec = build_spec(c, routes);
+  auto spec = build_spec(c, routes, &cookies);
   if (!spec) return fail<std::optional<std::string>>(spec.error());
   json::value current = spec_of(*existing);
   json::object wanted = current.is_object() ? current.as_object() : json::object{};

@@ -24,8 +24,12 @@
 // 100/0 although its comment says it keeps them; canaryd keeps the weights and mirror in force.
 // [quirk] Flagger also overwrites original-configuration on each later spec change, losing the
 // user's original; canaryd stores it once.
-// Session affinity (sessionAffinity cookies) is not implemented yet: the routes are written
-// without the sticky route.
+// Session affinity (flagger-behaviour.md §5): while the canary has weight, its destination sets
+// the canary cookie (Max-Age = sessionAffinity.maxAge) and a route named "sticky-route" before
+// the weighted one sends requests carrying it to the canary; with primaryCookieName the primary
+// sets its cookie (Max-Age = the analysis interval) and "sticky-route-primary" keeps those on the
+// primary (our name; Flagger's is not in the reference). At weight 0 the sticky route deletes the
+// previous cookie (Max-Age=-1). Reconcile ignores the sticky routes and Set-Cookie headers.
 //
 // Thread affinity: none (pure). Errors: result values with Flagger's messages.
 #include <optional>
@@ -43,7 +47,10 @@ inline constexpr std::string_view api_version = "networking.istio.io/v1beta1";
 
 // The VirtualService spec with `routes` in force (Reconcile uses 100/0; SetRoutes the new ones).
 // Errors: delegation with hosts or gateways, or unparsable sub-objects.
-service_result<std::string> virtual_service_spec(const canary& c, const traffic_routes& routes);
+// With sessionAffinity, SetRoutes' spec also has the sticky route(s) and Set-Cookie headers
+// for `cookies` (getSessionAffinityRouteRules).
+service_result<std::string> virtual_service_spec(const canary& c, const traffic_routes& routes,
+                                                 const session_cookies& cookies = {});
 
 // GetRoutes: the weights of the http route that has the canary destination, and whether it
 // mirrors. Errors: Flagger's "VirtualService <apex>.<ns> does not contain routes for ..." or bad JSON.
@@ -57,7 +64,8 @@ service_result<std::string> virtual_service_create_body(const canary& c);
 service_result<std::optional<std::string>> virtual_service_reconcile_body(const canary& c, std::string_view existing_json);
 // SetRoutes: the PUT body with `routes`, or nullopt when the object already has exactly that.
 service_result<std::optional<std::string>> virtual_service_routes_body(const canary& c, std::string_view existing_json,
-                                                                       const traffic_routes& routes);
+                                                                       const traffic_routes& routes,
+                                                                       const session_cookies& cookies = {});
 // Finalize: the PUT body restoring the spec from kubectl's last-applied-configuration or from
 // the original-configuration annotation; nullopt when neither is there (Flagger logs and does
 // nothing) or the spec already is that.

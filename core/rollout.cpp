@@ -185,7 +185,7 @@ class decider {
     // hasCanaryRevisionChanged: a new revision during the analysis starts it over, at once.
     if (is_one_of(st_.phase, {phase::progressing, phase::waiting_promotion}) && (target_changed() || configs_changed())) {
       info(fmt::format("New revision detected! Restarting analysis for {}", c_.target_id()));
-      step(set_routes{{total_weight, 0, false}});
+      step(set_routes{{total_weight, 0, false}, {}});
       sync_status(phase::progressing, 0, 0, 0);
       write();
       d_.step_taken = true;
@@ -362,7 +362,7 @@ class decider {
       rollback();
       return;
     }
-    step(set_routes{{total_weight, 0, false}});
+    step(set_routes{{total_weight, 0, false}, {}});
     info(copying_message());
     act(workload_action::promote);
     if (c_.spec.autoscaler_ref) {
@@ -392,7 +392,7 @@ class decider {
         next.primary = std::max(0, routes.primary - step_weight);
         next.canary = std::min(total_weight, routes.canary + step_weight);
       }
-      step(set_routes{next});
+      step(set_routes{next, {}});
       set_weight(next.canary);
       write();
       info(fmt::format("Advance {} canary weight {}", c_.id(), next.canary));
@@ -407,7 +407,7 @@ class decider {
 
   void run_ab() {
     if (iterations_ > st_.iterations) {
-      step(set_routes{{0, total_weight, false}});
+      step(set_routes{{0, total_weight, false}, {}});
       set_iterations(st_.iterations + 1);
       write();
       info(fmt::format("Advance {} canary iteration {}/{}", c_.id(), st_.iterations, iterations_));
@@ -426,7 +426,7 @@ class decider {
     const bool kubernetes = provider_ == "kubernetes";
     if (iterations_ > st_.iterations) {
       // Mirroring runs for the whole Blue/Green analysis (mesh providers only).
-      if (!kubernetes && analysis_.mirror && !routes.mirrored) step(set_routes{{total_weight, 0, true}});
+      if (!kubernetes && analysis_.mirror && !routes.mirrored) step(set_routes{{total_weight, 0, true}, {}});
       set_iterations(st_.iterations + 1);
       write();
       info(fmt::format("Advance {} canary iteration {}/{}", c_.id(), st_.iterations, iterations_));
@@ -437,7 +437,7 @@ class decider {
       // One more step with all traffic on the canary, analysis still running.
       if (!kubernetes) {
         info(analysis_.mirror ? "Stop traffic mirroring and route all traffic to canary" : "Routing all traffic to canary");
-        step(set_routes{{0, total_weight, false}});
+        step(set_routes{{0, total_weight, false}, {}});
       }
       set_iterations(st_.iterations + 1);
       write();
@@ -486,7 +486,7 @@ class decider {
     }
     if (analysis_.step_weight_promotion == 0) {
       info("Routing all traffic to primary");
-      step(set_routes{{total_weight, 0, false}});
+      step(set_routes{{total_weight, 0, false}, {}});
       set_phase(phase::finalising);
       write();
       return;
@@ -494,14 +494,14 @@ class decider {
     if (routes.canary == 0) {
       // [quirk] Flagger shifts only while the canary has weight, so a Promoting canary with
       // no canary weight (routes changed by hand) stays Promoting forever. Fixed: finalise.
-      step(set_routes{{total_weight, 0, false}});
+      step(set_routes{{total_weight, 0, false}, {}});
       set_phase(phase::finalising);
       write();
       return;
     }
     const int primary = std::min(total_weight, routes.primary + analysis_.step_weight_promotion);
     const int canary_weight = std::max(0, routes.canary - analysis_.step_weight_promotion);
-    step(set_routes{{primary, canary_weight, false}});
+    step(set_routes{{primary, canary_weight, false}, {}});
     info(fmt::format("Advance {} primary weight {}", c_.id(), primary));
     if (primary == total_weight) {
       set_phase(phase::finalising);
@@ -516,7 +516,7 @@ class decider {
       warn(fmt::format("Rolling back {} failed checks threshold reached {}", c_.id(), st_.failed_checks));
       alert(fmt::format("Failed checks threshold reached {}", st_.failed_checks), alert_severity::error, false);
     }
-    step(set_routes{{total_weight, 0, false}});
+    step(set_routes{{total_weight, 0, false}, {}});
     event(event_severity::warning, fmt::format("Canary failed! Scaling down {}", c_.id()), phase::failed);
     if (c_.spec.autoscaler_ref) act(workload_action::pause_target_scaler);
     act(workload_action::scale_to_zero);
@@ -532,7 +532,7 @@ class decider {
   // traffic goes to the canary, which keeps running.
   void failed_promotion(const std::string& why) {
     alert(fmt::format("Promotion failed, primary not ready: {}", why), alert_severity::error, false);
-    step(set_routes{{0, total_weight, false}});
+    step(set_routes{{0, total_weight, false}, {}});
     sync_status(phase::failed, total_weight, 0, 0);
     write();
     post_rollout_hooks(phase::failed);
@@ -689,7 +689,33 @@ class decider {
 
   // ---- steps ----
 
-  void step(rollout_step s) { d_.steps.push_back(std::move(s)); }
+  void step(rollout_step s) {
+    if (auto* r = std::get_if<set_routes>(&s)) session_affinity(*r);
+    d_.steps.push_back(std::move(s));
+  }
+
+  // getSessionAffinityRouteRules' status side (istio and Gateway API only): a canary cookie
+  // "<cookieName>=<10 letters>" while the canary has weight, kept for the whole run; at weight 0
+  // it becomes the previous cookie, which the routes delete. The status written next records it.
+  void session_affinity(set_routes& r) {
+    const auto& affinity = analysis_.affinity;
+    if (!affinity || affinity->cookie_name.empty()) return;
+    if (provider_ != "istio" && !provider_.starts_with("gatewayapi")) return;
+    const std::string letters = obs_.random_letters.size() >= 20 ? obs_.random_letters : std::string(20, 'x');
+    if (r.routes.canary != 0) {
+      if (st_.session_affinity_cookie.empty()) st_.session_affinity_cookie = affinity->cookie_name + "=" + letters.substr(0, 10);
+      if (!affinity->primary_cookie_name.empty() && st_.primary_session_affinity_cookie.empty()) {
+        st_.primary_session_affinity_cookie = affinity->primary_cookie_name + "=" + letters.substr(10, 10);
+      }
+      r.cookies.canary = st_.session_affinity_cookie;
+      r.cookies.primary = st_.primary_session_affinity_cookie;
+    } else {
+      if (!st_.session_affinity_cookie.empty()) st_.previous_session_affinity_cookie = st_.session_affinity_cookie;
+      st_.session_affinity_cookie.clear();
+      st_.primary_session_affinity_cookie.clear();
+    }
+    r.cookies.previous = r.routes.canary != 0 ? std::string() : st_.previous_session_affinity_cookie;
+  }
   void act(workload_action a) { step(a); }
   void event(event_severity severity, std::string message, phase p) {
     step(record_event{{severity, std::move(message), p}});

@@ -107,6 +107,9 @@ struct observed_state {
   // (compared after the primary transformations). Only consulted when status.lastAppliedSpec
   // holds a hash that is not ours; nullopt when unknown.
   std::optional<bool> primary_matches_target;
+  // Randomness for a new session affinity cookie: at least 20 letters ([a-zA-Z]) from the edge
+  // (the core reads no random source). Only consulted when a cookie is created.
+  std::string random_letters;
   // meshRouter.GetRoutes, or the error that kept it from answering.
   std::optional<traffic_routes> routes;
   std::string routes_error;
@@ -153,8 +156,19 @@ struct reconcile_primary_scaler {
   friend bool operator==(const reconcile_primary_scaler&, const reconcile_primary_scaler&) = default;
 };
 
+// Session affinity (analysis.sessionAffinity, istio and Gateway API): the cookies the routes
+// carry, each "<name>=<value>" or "". Decided with the routes and recorded in the status written
+// after them, as Flagger's SetRoutes does as a side effect.
+struct session_cookies {
+  std::string canary;    // set on the canary's responses; requests carrying it stick to the canary
+  std::string primary;   // primaryCookieName's: set on the primary's responses, sticks to the primary
+  std::string previous;  // the last run's canary cookie, deleted (Max-Age=-1) once the weight is 0
+  friend bool operator==(const session_cookies&, const session_cookies&) = default;
+};
+
 struct set_routes {
   traffic_routes routes;
+  session_cookies cookies;  // empty without sessionAffinity
   friend bool operator==(const set_routes&, const set_routes&) = default;
 };
 

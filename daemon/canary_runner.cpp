@@ -12,6 +12,7 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <random>
 #include <variant>
 
 #include "core/canary.hpp"
@@ -50,6 +51,17 @@ struct canary_runner::task {
 };
 
 namespace {
+
+// Letters for session affinity cookies (Flagger's randSeq alphabet). One thread: a plain
+// generator, seeded once.
+std::string random_letters(std::size_t n) {
+  static constexpr std::string_view alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<std::size_t> pick(0, alphabet.size() - 1);
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += alphabet[pick(rng)];
+  return out;
+}
 
 const char* source_name(canary_runner::source s) {
   switch (s) {
@@ -108,6 +120,7 @@ struct runner_access {
     const core::wall_time now = core::wall_clock::now();
 
     core::observed_state obs;
+    if (c.analysis_or_empty().affinity) obs.random_letters = random_letters(20);
     target_controller* target = nullptr;
     mesh_router* mesh = nullptr;
     std::set<std::string> interests;
@@ -184,7 +197,7 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::reconcile_primary_scaler>(&step)) {
         res = target ? co_await target->reconcile_primary_scaler(c, s->init) : action_result(std::string("no target controller"));
       } else if (auto* s = std::get_if<core::set_routes>(&step)) {
-        res = mesh ? co_await mesh->set_routes(c, s->routes) : action_result(std::string("no router"));
+        res = mesh ? co_await mesh->set_routes(c, *s) : action_result(std::string("no router"));
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
       } else if (auto* s = std::get_if<core::record_event>(&step)) {

@@ -98,7 +98,7 @@ class istio_router final : public mesh_router {
     obs.routes_error.clear();
   }
 
-  asio::awaitable<action_result> set_routes(const core::canary& c, core::traffic_routes routes) override {
+  asio::awaitable<action_result> set_routes(const core::canary& c, core::set_routes routes) override {
     if (!co_await synced()) co_return fail("the Istio caches are not synced");
     const std::string apex = c.apex_service_name();
     const std::string& ns = c.metadata.namespace_;
@@ -108,7 +108,9 @@ class istio_router final : public mesh_router {
                                  apex, ns, apex));
     }
     co_return co_await update(c, virtual_services, "VirtualService", apex, std::string(existing->json()),
-                              [&](std::string_view cur) { return core::istio::virtual_service_routes_body(c, cur, routes); },
+                              [&](std::string_view cur) {
+                                return core::istio::virtual_service_routes_body(c, cur, routes.routes, routes.cookies);
+                              },
                               "update failed");
   }
 

@@ -27,7 +27,7 @@ class kubernetes_router final : public mesh_router {
     obs.routes_error.clear();
   }
 
-  boost::asio::awaitable<action_result> set_routes(const core::canary&, core::traffic_routes) override {
+  boost::asio::awaitable<action_result> set_routes(const core::canary&, core::set_routes) override {
     co_return action_result{};
   }
 

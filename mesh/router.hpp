@@ -38,7 +38,8 @@ class mesh_router {
   virtual boost::asio::awaitable<action_result> reconcile(const core::canary& c) = 0;
   // From the caches, no request: the routes in force, or routes_error.
   virtual void observe(const core::canary& c, core::observed_state& obs) const = 0;
-  virtual boost::asio::awaitable<action_result> set_routes(const core::canary& c, core::traffic_routes r) = 0;
+  // The routes, and the session affinity cookies they carry (istio and Gateway API).
+  virtual boost::asio::awaitable<action_result> set_routes(const core::canary& c, core::set_routes r) = 0;
   virtual boost::asio::awaitable<action_result> finalize(const core::canary& c) = 0;
   // Shutdown: stops whatever the router runs in the background (its caches). Idempotent.
   virtual void stop() {}

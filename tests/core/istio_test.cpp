@@ -30,6 +30,7 @@ canary make_canary(const std::string& analysis = R"("analysis":{"interval":"15s"
 }
 
 json::value parse(const std::string& s) { return json::parse(s); }
+std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); }
 
 }  // namespace
 
@@ -201,4 +202,46 @@ TEST_CASE("DestinationRules carry the host and the service's trafficPolicy, and 
   REQUIRE(fixed.has_value());
   REQUIRE(*fixed);
   CHECK(parse(**fixed).at_pointer("/spec/trafficPolicy/tls/mode") == "DISABLE");
+}
+
+TEST_CASE("session affinity: a sticky route and Set-Cookie while the canary has weight, a cookie deletion at weight 0") {
+  canary c = make_canary(R"("analysis":{"interval":"30s","threshold":10,"maxWeight":50,"stepWeight":10,
+    "sessionAffinity":{"cookieName":"flagger-cookie","maxAge":21600,"primaryCookieName":"flagger-primary","path":"/","secure":true}})");
+  session_cookies cookies{"flagger-cookie=abcdefghij", "flagger-primary=klmnopqrst", ""};
+  auto spec = istio::virtual_service_spec(c, {90, 10, false}, cookies);
+  REQUIRE(spec.has_value());
+  json::value v = parse(*spec);
+  const auto& http = v.at("http").as_array();
+  REQUIRE(http.size() == 3);
+  CHECK(http[0].at("name") == "sticky-route");
+  CHECK(http[0].at("match") == json::parse(R"([{"uri":{"prefix":"/"},"headers":{"Cookie":{"regex":".*flagger-cookie.*abcdefghij.*"}}}])"));
+  CHECK(http[0].at("route") == json::parse(R"([{"destination":{"host":"podinfo-primary","port":{"number":80}}},
+    {"destination":{"host":"podinfo-canary","port":{"number":80}},"weight":100}])"));
+  CHECK(http[1].at("name") == "sticky-route-primary");
+  CHECK(str(http[1].at_pointer("/match/0/headers/Cookie/regex")) == ".*flagger-primary.*klmnopqrst.*");
+  const auto& weighted = http[2].at("route").as_array();
+  CHECK(str(weighted[1].at_pointer("/headers/response/add/Set-Cookie")) == "flagger-cookie=abcdefghij; Max-Age=21600; Path=/; Secure");
+  CHECK(str(weighted[0].at_pointer("/headers/response/add/Set-Cookie")) == "flagger-primary=klmnopqrst; Max-Age=30; Path=/; Secure");
+  // The weights are read from the weighted route.
+  auto r = istio::read_routes(c, R"({"spec":)" + *spec + "}");
+  REQUIRE(r.has_value());
+  CHECK(r->canary == 10);
+
+  session_cookies after{"", "", "flagger-cookie=abcdefghij"};
+  auto done = istio::virtual_service_spec(c, {100, 0, false}, after);
+  REQUIRE(done.has_value());
+  json::value d = parse(*done);
+  REQUIRE(d.at("http").as_array().size() == 2);
+  CHECK(str(d.at_pointer("/http/0/headers/response/add/Set-Cookie")) == "flagger-cookie=abcdefghij; Max-Age=-1");
+  CHECK(str(d.at_pointer("/http/0/match/0/headers/Cookie/regex")) == ".*flagger-cookie.*abcdefghij.*");
+  CHECK(d.at_pointer("/http/1/route/0/weight") == 100);
+
+  // Reconcile ignores the sticky routes and Set-Cookie headers: no write during a run.
+  auto created = istio::virtual_service_create_body(c);
+  REQUIRE(created.has_value());
+  json::value vs = parse(*created);
+  vs.as_object()["spec"] = parse(*spec);
+  auto idle = istio::virtual_service_reconcile_body(c, json::serialize(vs));
+  REQUIRE(idle.has_value());
+  CHECK_FALSE(*idle);
 }

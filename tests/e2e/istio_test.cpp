@@ -259,3 +259,47 @@ TEST_CASE("blue/green with mirroring: mirrored first, then all traffic to the ca
   CHECK_MESSAGE(has_event(evs, "Normal", "Stop traffic mirroring and route all traffic to canary"), dump(evs));
   CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
 }
+
+TEST_CASE("session affinity: the canary's cookie is set and made sticky while it has weight, and deleted after promotion") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  setup_istio(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  std::string c = istio_example();
+  replace_once(c, "    maxWeight: 50\n    stepWeight: 5\n",
+               "    maxWeight: 30\n    stepWeight: 10\n    sessionAffinity:\n      cookieName: flagger-cookie\n      maxAge: 21600\n");
+  init_podinfo(sim, c);
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  REQUIRE(eventually([&] { return vs_weights(sim).canary > 0; }, 30s));
+  std::string cookie;
+  REQUIRE(eventually(
+      [&] {
+        cookie = str_at(get_json(sim, {"canary", "podinfo"}), {"status", "sessionAffinityCookie"});
+        return !cookie.empty();
+      },
+      10s));
+  CHECK(cookie.rfind("flagger-cookie=", 0) == 0);
+  CHECK(cookie.size() == std::string("flagger-cookie=").size() + 10);
+  const std::string value = cookie.substr(cookie.find('=') + 1);
+  auto vs = get_json(sim, {"virtualservice", "podinfo"});
+  const auto& http = vs.at_pointer("/spec/http").as_array();
+  REQUIRE(http.size() == 2);
+  CHECK(str_at(http[0], {"name"}) == "sticky-route");
+  CHECK(str_at(http[0].at("match").as_array()[0], {"headers", "Cookie", "regex"}) == ".*flagger-cookie.*" + value + ".*");
+  bool set_cookie = false;
+  for (const auto& dest : http[1].at("route").as_array()) {
+    if (str_at(dest, {"destination", "host"}) != "podinfo-canary") continue;
+    set_cookie = str_at(dest, {"headers", "response", "add", "Set-Cookie"}) == cookie + "; Max-Age=21600";
+  }
+  CHECK_MESSAGE(set_cookie, json::serialize(vs));
+
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+  auto status = get_json(sim, {"canary", "podinfo"});
+  CHECK(str_at(status, {"status", "sessionAffinityCookie"}).empty());
+  CHECK(str_at(status, {"status", "previousSessionAffinityCookie"}) == cookie);
+  vs = get_json(sim, {"virtualservice", "podinfo"});
+  CHECK(str_at(vs.at_pointer("/spec/http/0"), {"headers", "response", "add", "Set-Cookie"}) == cookie + "; Max-Age=-1");
+  CHECK(vs_weights(sim) == weights{100, 0});
+}
