@@ -1,0 +1,165 @@
+#include "tests/support/canary_e2e.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace canaryd::test {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+std::string canaryd_path() { return (build_root() / "daemon" / "canaryd").string(); }
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string podinfo_yaml() {
+  auto ref = shared_reference();
+  REQUIRE_MESSAGE(ref, "the shared Flagger reference is not available");
+  return read_text(*ref / "flagger" / "workloads" / "podinfo-deployment.yaml");
+}
+
+std::string canary_yaml(const std::string& name, const std::string& target, const std::string& analysis_extra,
+                        const std::string& spec_extra) {
+  return "apiVersion: flagger.app/v1beta1\n"
+         "kind: Canary\n"
+         "metadata:\n"
+         "  name: " + name + "\n"
+         "  namespace: demo\n"
+         "spec:\n"
+         "  provider: kubernetes\n" + spec_extra +
+         "  targetRef:\n"
+         "    apiVersion: apps/v1\n"
+         "    kind: Deployment\n"
+         "    name: " + target + "\n"
+         "  service:\n"
+         "    port: 9898\n"
+         "  analysis:\n"
+         "    interval: 1s\n"
+         "    threshold: 2\n"
+         "    iterations: 3\n" + analysis_extra;
+}
+
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra) {
+  daemon_run d;
+  d.port = free_port();
+  std::vector<std::string> argv{canaryd_path(), "-listen-address=127.0.0.1", "-port", std::to_string(d.port),
+                                "-kubeconfig", sim.kubeconfig().string(), "-log-level=info"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  d.proc = std::make_unique<child>(argv);
+  auto synced = d.proc->wait_for_line("caches synced", 15s);
+  REQUIRE_MESSAGE(synced, "canaryd did not sync; its output so far ended with: "
+                              << (d.proc->lines().empty() ? "" : d.proc->lines().back()));
+  return d;
+}
+
+json::value get_json(const kubesim_instance& sim, const std::vector<std::string>& what) {
+  std::vector<std::string> args{"-n", "demo", "get"};
+  args.insert(args.end(), what.begin(), what.end());
+  args.insert(args.end(), {"-o", "json"});
+  auto r = sim.kubectl(args);
+  if (r.exit_code != 0) return nullptr;
+  return json::parse(r.out);
+}
+
+std::string str_at(const json::value& v, std::initializer_list<std::string_view> path) {
+  const json::value* cur = &v;
+  for (auto k : path) {
+    if (!cur->is_object()) return {};
+    auto* next = cur->as_object().if_contains(k);
+    if (!next) return {};
+    cur = next;
+  }
+  if (cur->is_string()) return std::string(cur->as_string());
+  if (cur->is_int64()) return std::to_string(cur->as_int64());
+  return {};
+}
+
+std::string phase_of(const kubesim_instance& sim, const std::string& canary) {
+  return str_at(get_json(sim, {"canary", canary}), {"status", "phase"});
+}
+
+std::int64_t replicas_of(const kubesim_instance& sim, const std::string& deployment) {
+  auto v = get_json(sim, {"deployment", deployment});
+  if (v.is_null()) return -1;
+  auto* r = v.as_object().at("spec").as_object().if_contains("replicas");
+  return r ? r->to_number<std::int64_t>() : 1;
+}
+
+std::string image_of(const kubesim_instance& sim, const std::string& deployment) {
+  auto v = get_json(sim, {"deployment", deployment});
+  if (v.is_null()) return {};
+  return std::string(v.at_pointer("/spec/template/spec/containers/0/image").as_string());
+}
+
+// Polls until `pred` holds or `limit` passes; returns whether it held.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return pred();
+}
+
+// Polls the canary's phase until it is `want` (or `limit` passes), recording each distinct
+// phase seen, in order.
+bool wait_phase(const kubesim_instance& sim, const std::string& canary, const std::string& want,
+                std::chrono::milliseconds limit, std::vector<std::string>* seen) {
+  return eventually(
+      [&] {
+        auto p = phase_of(sim, canary);
+        if (seen && !p.empty() && (seen->empty() || seen->back() != p)) seen->push_back(p);
+        return p == want;
+      },
+      limit);
+}
+
+// The messages of the Events about a Canary, in creation order, with their type.
+std::vector<std::pair<std::string, std::string>> canary_events(const kubesim_instance& sim, const std::string& canary) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=" + canary});
+  if (v.is_null()) return out;
+  for (const auto& e : v.as_object().at("items").as_array()) {
+    if (str_at(e, {"involvedObject", "kind"}) != "Canary") continue;
+    out.emplace_back(str_at(e, {"type"}), str_at(e, {"message"}));
+  }
+  return out;
+}
+
+bool has_event(const std::vector<std::pair<std::string, std::string>>& evs, const std::string& type,
+               const std::string& text) {
+  for (const auto& [t, m] : evs)
+    if (t == type && m.find(text) != std::string::npos) return true;
+  return false;
+}
+
+std::string dump(const std::vector<std::pair<std::string, std::string>>& evs) {
+  std::string s;
+  for (const auto& [t, m] : evs) s += t + ": " + m + "\n";
+  return s;
+}
+
+void setup_cluster(const kubesim_instance& sim) {
+  sim.kubectl_ok({"apply", "-f", (source_root() / "deploy" / "crds" / "flagger.app.yaml").string()});
+  sim.kubectl_ok({"create", "namespace", "demo"});
+}
+
+// Deploys podinfo, its Canary, and waits for Initialized.
+void init_podinfo(const kubesim_instance& sim, const std::string& canary) {
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, podinfo_yaml());
+  sim.kubectl_ok({"apply", "-f", "-"}, canary);
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s),
+                  "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(canary_events(sim, "podinfo")));
+}
+
+}  // namespace canaryd::test
