@@ -59,7 +59,10 @@ bool has_ctl(std::string_view s) {
 // A request this layer refuses to put on the wire (it would split into two messages).
 bool valid_request(const request& r) {
   if (r.method.empty() || !std::all_of(r.method.begin(), r.method.end(), is_token_char)) return false;
-  if (r.target.empty() || (r.target[0] != '/' && r.target != "*")) return false;
+  // origin-form ("/path?query"), asterisk-form ("*"), or absolute-form ("http://host/path"),
+  // which a forward proxy needs (RFC 9112 §3.2.2; alert providers with spec.proxy).
+  const bool absolute = r.target.starts_with("http://") || r.target.starts_with("https://");
+  if (r.target.empty() || (r.target[0] != '/' && r.target != "*" && !absolute)) return false;
   for (char c : r.target)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
   for (const auto& h : r.headers) {

@@ -1,8 +1,8 @@
 // Alerts end to end: the real canaryd against kubesim walks a canary through a release while
-// AlertProviders of type slack (address from a Secret, with a token), msteams and discord point
-// at a receiver in this test, and one points at a closed port. The receiver checks Flagger's
-// payloads arrive for the severities each alert is configured with and for no other; the dead
-// provider is logged and counted and does not stop the canary.
+// AlertProviders of type slack (address from a Secret, with a token), msteams, discord, gchat and
+// rocket (through an HTTP proxy) point at a receiver in this test, and one points at a closed
+// port. The receiver checks Flagger's payloads arrive for the severities each alert is configured
+// with and for no other; the dead provider is logged and counted and does not stop the canary.
 #include <doctest/doctest.h>
 
 #include <boost/asio/awaitable.hpp>
@@ -30,6 +30,7 @@ namespace {
 
 struct received {
   std::string path;
+  std::string host;
   std::string authorization;
   std::string content_type;
   json::value body;
@@ -79,6 +80,7 @@ class receiver {
   int record(const http::request& req) {
     received r;
     r.path = req.target;
+    r.host = std::string(req.header("Host").value_or(""));
     r.authorization = std::string(req.header("Authorization").value_or(""));
     r.content_type = std::string(req.header("Content-Type").value_or(""));
     boost::system::error_code ec;
@@ -134,7 +136,7 @@ const received* find_text(const std::vector<received>& rs, const std::string& te
 
 }  // namespace
 
-TEST_CASE("alerts reach slack, msteams and discord providers with Flagger's payloads, filtered by severity; a dead one is logged and counted") {
+TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gchat providers with Flagger's payloads, filtered by severity; a dead one is logged and counted") {
   receiver rx;
   const int dead_port = free_port();  // bound and released: nothing listens there
 
@@ -161,7 +163,17 @@ TEST_CASE("alerts reach slack, msteams and discord providers with Flagger's payl
       "apiVersion: flagger.app/v1beta1\n"
       "kind: AlertProvider\n"
       "metadata: {name: dead, namespace: demo}\n"
-      "spec: {type: slack, address: \"http://127.0.0.1:" + std::to_string(dead_port) + "/hook\"}\n";
+      "spec: {type: slack, address: \"http://127.0.0.1:" + std::to_string(dead_port) + "/hook\"}\n"
+      "---\n"
+      "apiVersion: flagger.app/v1beta1\n"
+      "kind: AlertProvider\n"
+      "metadata: {name: rocket, namespace: demo}\n"
+      "spec: {type: rocket, address: \"http://rocket.example.invalid/hooks/abc\", proxy: \"" + rx.url("/") + "\"}\n"
+      "---\n"
+      "apiVersion: flagger.app/v1beta1\n"
+      "kind: AlertProvider\n"
+      "metadata: {name: gchat, namespace: demo}\n"
+      "spec: {type: gchat, address: \"" + rx.url("/gchat?key=k1") + "\"}\n";
   sim.kubectl_ok({"apply", "-f", "-"}, providers);
 
   auto d = start_canaryd(sim, {"-cluster-name=e2e-cluster"});
@@ -182,7 +194,12 @@ TEST_CASE("alerts reach slack, msteams and discord providers with Flagger's payl
                                 "      providerRef: {name: discord}\n"
                                 "    - name: dead\n"
                                 "      severity: info\n"
-                                "      providerRef: {name: dead}\n"));
+                                "      providerRef: {name: dead}\n"
+                                "    - name: rocket\n"
+                                "      severity: info\n"
+                                "      providerRef: {name: rocket}\n"
+                                "    - name: gchat\n"
+                                "      providerRef: {name: gchat}\n"));
 
   // A release: the gate holds it once (a warn alert), then it promotes (info alerts).
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
@@ -230,6 +247,31 @@ TEST_CASE("alerts reach slack, msteams and discord providers with Flagger's payl
     CHECK(str_at(fields[0], {"title"}) == "Cluster");
   }
 
+  // rocket through its HTTP proxy (the receiver): the absolute URI and the origin's Host.
+  auto rocket = rx.at("http://rocket.example.invalid/hooks/abc");
+  CHECK_MESSAGE(contains(texts(rocket), done), join(texts(rocket)) << "canaryd's errors:\n" << [&] {
+    std::string errors;
+    for (const auto& l : d.proc->lines())
+      if (l.find("\"level\":\"error\"") != std::string::npos) errors += l + "\n";
+    return errors;
+  }());
+  for (const auto& r : rocket) {
+    CHECK(r.host == "rocket.example.invalid");
+    CHECK(str_at(r.body.at_pointer("/attachments/0"), {"color"}) == "#0076D7");
+    CHECK(str_at(r.body, {"username"}) == "flagger");
+    CHECK(str_at(r.body, {"channel"}) == "general");
+  }
+  // gchat, no severity (info, as Flagger's docs say), query kept: the card with the message first.
+  auto gchat = rx.at("/gchat?key=k1");
+  REQUIRE(!gchat.empty());
+  CHECK(str_at(gchat[0].body.at_pointer("/cards/0/header"), {"title"}) == "Flagger");
+  CHECK(str_at(gchat[0].body.at_pointer("/cards/0/header"), {"subtitle"}) == "podinfo.demo");
+  CHECK(str_at(gchat[0].body.at_pointer("/cards/0/header"), {"imageUrl"}) == "https://flagger.app/favicon.png");
+  CHECK(str_at(gchat[0].body.at_pointer("/cards/0/sections/0/widgets/0/textParagraph"), {"text"}) ==
+        "<font color=#848484><strong>New Deployment detected, initialization completed.</strong></font>");
+  CHECK(str_at(gchat[0].body.at_pointer("/cards/0/sections/1/widgets/0/textParagraph"), {"text"}) ==
+        "Cluster<br><font color=#848484><strong>e2e-cluster</strong></font>");
+
   // warn: the gate's alert only, posted Slack-compatible to <address>/slack.
   auto discord = rx.at("/discord/slack");
   CHECK(rx.at("/discord").empty());
@@ -238,9 +280,11 @@ TEST_CASE("alerts reach slack, msteams and discord providers with Flagger's payl
   CHECK_MESSAGE(rx.at("/teams").empty(), join(texts(rx.at("/teams"))));
 
   // The dead provider: an error line with the canary field, a counter, and the run went on.
-  auto line = d.proc->wait_for_line("alert can't be sent", 5s);
+  auto line = d.proc->wait_for_line("\"provider\":\"dead.demo\"", 5s);
   REQUIRE(line);
+  INFO(*line);
   auto l = json::parse(*line);
+  CHECK(str_at(l, {"msg"}).rfind("alert can't be sent: ", 0) == 0);
   CHECK(str_at(l, {"canary"}) == "podinfo.demo");
   CHECK(str_at(l, {"provider"}) == "dead.demo");
   CHECK(str_at(l, {"level"}) == "error");
