@@ -112,9 +112,10 @@ class app_impl final : public app {
     configmaps_ = make_cache(resources::configmaps);
     secrets_ = make_cache(resources::secrets);
     hpas_ = make_cache(resources::hpas);
+    metric_templates_ = make_cache(resources::metric_templates);
     alert_providers_ = make_cache(resources::alert_providers);
-    cluster_ = std::make_unique<cluster>(
-        cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_, *secrets_, *hpas_});
+    cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
+                                                 *secrets_, *hpas_, *metric_templates_});
     alerts_ = std::make_unique<alert_sender>(ex_, *alert_providers_, *secrets_, opts_, metrics_);
     runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_);
 
@@ -179,7 +180,8 @@ class app_impl final : public app {
 
   std::vector<k8s::cache*> all_caches() const {
     std::vector<k8s::cache*> out;
-    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &alert_providers_})
+    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &metric_templates_,
+                    &alert_providers_})
       if (*p) out.push_back(p->get());
     return out;
   }
@@ -226,7 +228,8 @@ class app_impl final : public app {
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
   std::unique_ptr<http::server> server_;
-  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, alert_providers_;
+  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_,
+      alert_providers_;
   std::unique_ptr<cluster> cluster_;
   std::unique_ptr<alert_sender> alerts_;  // before runner_: the runner holds a reference
   std::unique_ptr<canary_runner> runner_;

@@ -19,6 +19,7 @@
 #include "core/rollout.hpp"
 #include "daemon/alert_sender.hpp"
 #include "daemon/event_recorder.hpp"
+#include "daemon/metric_runner.hpp"
 #include "daemon/target.hpp"
 #include "daemon/webhook_caller.hpp"
 #include "k8s/log.hpp"
@@ -155,14 +156,8 @@ struct runner_access {
         continue;
       }
       if (d.need_metrics) {
-        std::vector<core::metric_observation> answers;
-        for (std::size_t i = 0; i < d.need_metrics->queries.size(); ++i) {
-          core::metric_observation o;
-          o.result = core::metric_observation::outcome::query_failed;
-          o.error = "metric analysis is not supported yet";
-          answers.push_back(std::move(o));
-        }
-        obs.metric_results = std::move(answers);
+        obs.metric_results = co_await r.metrics_->run(c, *d.need_metrics);
+        if (t.stopped) co_return std::nullopt;
         continue;
       }
       co_await apply(r, t, c, *obj, target, mesh, d);
@@ -230,9 +225,18 @@ struct runner_access {
         if (mesh) co_return co_await mesh->finalize(c);
         co_return action_result();
       }
-      case wa::check_metric_providers:
-        // Metric providers are a later issue: nothing to check yet.
+      case wa::check_metric_providers: {
+        // As Flagger: an unavailable provider is reported in an Error event and does not block.
+        std::string problem = co_await r.metrics_->check_providers(c);
+        if (!problem.empty()) {
+          core::canary_event ev;
+          ev.severity = core::event_severity::error;
+          ev.message = fmt::format("Error checking metric providers: {}", problem);
+          ev.phase = c.status.phase;
+          co_await r.events_->record(c, ev);
+        }
         co_return action_result();
+      }
       case wa::add_finalizer:
       case wa::remove_finalizer: co_return co_await finalizer(r, t, c, obj, a == wa::add_finalizer);
       default:
@@ -311,7 +315,8 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(k.client)),
       deployments_(make_deployment_controller(k, opts)),
-      services_(make_service_router(k, opts)) {}
+      services_(make_service_router(k, opts)),
+      metrics_(std::make_unique<metric_runner>(ex_, k, opts)) {}
 
 canary_runner::~canary_runner() { stop(); }
 
@@ -347,8 +352,8 @@ void canary_runner::remove(const std::string& key) {
   t->stopped = true;
   t->timer.cancel();
   set_interests(*t, {});
+  events_->forget(key);  // before erase: `key` may be the map's own key (stop() passes it)
   tasks_.erase(it);
-  events_->forget(key);
 }
 
 void canary_runner::changed(source s, std::string_view namespace_name, std::string_view name) {
@@ -360,6 +365,7 @@ void canary_runner::changed(source s, std::string_view namespace_name, std::stri
 
 void canary_runner::stop() {
   stopped_ = true;
+  metrics_->stop();
   while (!tasks_.empty()) remove(tasks_.begin()->first);
 }
 

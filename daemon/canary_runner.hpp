@@ -35,6 +35,7 @@ class event_recorder;
 class target_controller;
 class service_router;
 class mesh_router;
+class metric_runner;
 
 class canary_runner {
  public:
@@ -72,6 +73,7 @@ class canary_runner {
   std::unique_ptr<event_recorder> events_;
   std::unique_ptr<target_controller> deployments_;
   std::unique_ptr<service_router> services_;
+  std::unique_ptr<metric_runner> metrics_;
   std::map<std::string, std::unique_ptr<mesh_router>, std::less<>> meshes_;
   std::map<std::string, std::shared_ptr<task>> tasks_;
   // "<source>/<namespace>/<name>" -> canary keys.

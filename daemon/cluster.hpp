@@ -39,6 +39,7 @@ struct cluster {
   k8s::cache& configmaps;
   k8s::cache& secrets;
   k8s::cache& hpas;
+  k8s::cache& metric_templates;
 };
 
 }  // namespace canaryd

@@ -124,7 +124,8 @@ asio::awaitable<void> run(world* w) {
   for (k8s::cache* c : {deployments.get(), configmaps.get(), secrets.get(), hpas.get()}) {
     REQUIRE(co_await c->wait_synced(10s));
   }
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas};
+  auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
+  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
   canaryd::options opts;
   auto ctl = canaryd::make_deployment_controller(k, opts);
   const core::canary c = podinfo_canary();
@@ -350,7 +351,8 @@ asio::awaitable<void> run_hpa(world* w) {
   for (k8s::cache* c : {deployments.get(), configmaps.get(), secrets.get(), hpas.get()}) {
     REQUIRE(co_await c->wait_synced(10s));
   }
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas};
+  auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
+  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
   canaryd::options opts;
   auto ctl = canaryd::make_deployment_controller(k, opts);
   const std::string text = R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",

@@ -216,7 +216,8 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
   EXPECT(co_await canaries->wait_synced(10s));
   EXPECT(co_await deployments->wait_synced(10s));
   EXPECT(co_await services->wait_synced(10s));
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas};
+  auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
+  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
 
   auto canary_obj = canaries->get("default", "podinfo");
   EXPECT(canary_obj != nullptr);
@@ -328,7 +329,8 @@ asio::awaitable<void> error_scenario(kubesim_instance* sim, canaryd::options* op
   }
   EXPECT(co_await deployments->wait_synced(10s));
   EXPECT(co_await services->wait_synced(10s));
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas};
+  auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
+  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
   auto router = canaryd::make_service_router(k, *opts);
   auto decoded = core::decode_canary(R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",
     "metadata":{"name":"podinfo","namespace":"default","uid":"u"},

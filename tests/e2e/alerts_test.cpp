@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "k8s/http_server.hpp"
-#include "tests/support/canary_e2e.hpp"
+#include "tests/e2e/harness.hpp"
 #include "tests/support/kubesim.hpp"
 #include "tests/support/process.hpp"
 

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/support/canary_e2e.hpp"
+#include "tests/e2e/harness.hpp"
 #include "tests/support/kubesim.hpp"
 #include "tests/support/process.hpp"
 

@@ -1,9 +1,7 @@
 #pragma once
-// Test support for end-to-end canary scenarios: the real canaryd against kubesim on Flagger's
-// podinfo Deployment and a `provider: kubernetes` Canary, read back through kubectl. Shared by
-// tests/e2e/engine_test.cpp and tests/e2e/alerts_test.cpp. Blocking, for tests only; failures
-// to set up fail the calling test (doctest REQUIRE).
-#include <boost/json/value.hpp>
+// Helpers for end-to-end tests that run the real canaryd against kubesim with kubectl:
+// Flagger's podinfo workload, Canary manifests, polling for phases, reading Events.
+#include <boost/json.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -23,10 +21,9 @@ namespace canaryd::test {
 
 std::string canaryd_path();
 std::string read_text(const std::filesystem::path& p);
-// Flagger's podinfo Deployment from ../shared/reference (REQUIREd).
+// Flagger's podinfo Deployment from ../shared/reference (the calling test fails without it).
 std::string podinfo_yaml();
-// A blue/green (iterations 3, interval 1s, threshold 2) kubernetes-provider Canary in namespace
-// demo; `analysis_extra` and `spec_extra` are YAML lines appended to spec.analysis and spec.
+// A `provider: kubernetes` Canary in namespace demo: interval 1s, threshold 2, iterations 3.
 std::string canary_yaml(const std::string& name, const std::string& target, const std::string& analysis_extra = {},
                         const std::string& spec_extra = {});
 
@@ -34,12 +31,11 @@ struct daemon_run {
   std::unique_ptr<child> proc;
   int port = 0;
 };
-// canaryd on 127.0.0.1:<free port> with -log-level=info and `extra` flags; waits for "caches synced".
-daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra = {});
+// Starts canaryd against `sim` and waits until its caches are synced.
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args = {});
 
-// `kubectl -n demo get <what> -o json`, or null if kubectl fails.
+// `kubectl -n demo get <what> -o json`, or null when kubectl fails.
 boost::json::value get_json(const kubesim_instance& sim, const std::vector<std::string>& what);
-// The string (or integer, as text) at `path`, or "".
 std::string str_at(const boost::json::value& v, std::initializer_list<std::string_view> path);
 std::string phase_of(const kubesim_instance& sim, const std::string& canary);
 std::int64_t replicas_of(const kubesim_instance& sim, const std::string& deployment);
@@ -52,15 +48,29 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
 bool wait_phase(const kubesim_instance& sim, const std::string& canary, const std::string& want,
                 std::chrono::milliseconds limit, std::vector<std::string>* seen = nullptr);
 
-// The (type, message) of the Events about a Canary, in creation order.
-std::vector<std::pair<std::string, std::string>> canary_events(const kubesim_instance& sim, const std::string& canary);
-bool has_event(const std::vector<std::pair<std::string, std::string>>& evs, const std::string& type,
-               const std::string& text);
-std::string dump(const std::vector<std::pair<std::string, std::string>>& evs);
+// The Events about a Canary, in creation order: (type, message).
+using event_list = std::vector<std::pair<std::string, std::string>>;
+event_list canary_events(const kubesim_instance& sim, const std::string& canary);
+bool has_event(const event_list& evs, const std::string& type, const std::string& text);
+std::string dump(const event_list& evs);
 
 // Applies canaryd's CRDs and creates namespace demo.
 void setup_cluster(const kubesim_instance& sim);
-// Deploys podinfo and the Canary (default: canary_yaml("podinfo", "podinfo")) and waits for Initialized.
+// Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
+
+std::string loadtester_path();
+// A canary-loadtester (Flagger's load tester API) on 127.0.0.1; ready once it logged its start.
+struct loadtester {
+  int port = free_port();
+  temp_dir dir;
+  std::unique_ptr<child> proc;
+
+  explicit loadtester(std::vector<std::string> extra = {});
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  // POSTs `body` to `path`; the calling test fails when there is no answer.
+  http_reply post(const std::string& path, const std::string& body,
+                  std::chrono::milliseconds limit = std::chrono::seconds(10));
+};
 
 }  // namespace canaryd::test

@@ -1,17 +1,16 @@
-#include "tests/support/canary_e2e.hpp"
+#include "tests/e2e/harness.hpp"
 
 #include <doctest/doctest.h>
 
-#include <boost/json.hpp>
-
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
-namespace canaryd::test {
-
 namespace json = boost::json;
 using namespace std::chrono_literals;
+
+namespace canaryd::test {
 
 std::string canaryd_path() { return (build_root() / "daemon" / "canaryd").string(); }
 
@@ -49,12 +48,12 @@ std::string canary_yaml(const std::string& name, const std::string& target, cons
          "    iterations: 3\n" + analysis_extra;
 }
 
-daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra) {
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args) {
   daemon_run d;
   d.port = free_port();
   std::vector<std::string> argv{canaryd_path(), "-listen-address=127.0.0.1", "-port", std::to_string(d.port),
                                 "-kubeconfig", sim.kubeconfig().string(), "-log-level=info"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   d.proc = std::make_unique<child>(argv);
   auto synced = d.proc->wait_for_line("caches synced", 15s);
   REQUIRE_MESSAGE(synced, "canaryd did not sync; its output so far ended with: "
@@ -125,8 +124,8 @@ bool wait_phase(const kubesim_instance& sim, const std::string& canary, const st
 }
 
 // The messages of the Events about a Canary, in creation order, with their type.
-std::vector<std::pair<std::string, std::string>> canary_events(const kubesim_instance& sim, const std::string& canary) {
-  std::vector<std::pair<std::string, std::string>> out;
+event_list canary_events(const kubesim_instance& sim, const std::string& canary) {
+  event_list out;
   auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=" + canary});
   if (v.is_null()) return out;
   for (const auto& e : v.as_object().at("items").as_array()) {
@@ -136,14 +135,14 @@ std::vector<std::pair<std::string, std::string>> canary_events(const kubesim_ins
   return out;
 }
 
-bool has_event(const std::vector<std::pair<std::string, std::string>>& evs, const std::string& type,
+bool has_event(const event_list& evs, const std::string& type,
                const std::string& text) {
   for (const auto& [t, m] : evs)
     if (t == type && m.find(text) != std::string::npos) return true;
   return false;
 }
 
-std::string dump(const std::vector<std::pair<std::string, std::string>>& evs) {
+std::string dump(const event_list& evs) {
   std::string s;
   for (const auto& [t, m] : evs) s += t + ": " + m + "\n";
   return s;
@@ -160,6 +159,24 @@ void init_podinfo(const kubesim_instance& sim, const std::string& canary) {
   sim.kubectl_ok({"apply", "-f", "-"}, canary);
   REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s),
                   "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(canary_events(sim, "podinfo")));
+}
+
+std::string loadtester_path() { return (build_root() / "loadtester" / "canary-loadtester").string(); }
+
+loadtester::loadtester(std::vector<std::string> extra) {
+  std::vector<std::string> argv{loadtester_path(), "--listen-address",
+                                "127.0.0.1", "-port=" + std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  proc = std::make_unique<child>(argv, std::map<std::string, std::string>{}, dir.path() / "stderr.log");
+  auto started = proc->wait_for_line("Starting load tester", 10s);
+  REQUIRE_MESSAGE(started, "canary-loadtester did not start: " << proc->stderr_text());
+  REQUIRE(started->find("127.0.0.1:" + std::to_string(port)) != std::string::npos);
+}
+
+http_reply loadtester::post(const std::string& path, const std::string& body, std::chrono::milliseconds limit) {
+  auto r = http_call("POST", url() + path, body, limit);
+  REQUIRE_MESSAGE(r, "no answer from canary-loadtester for " << path);
+  return *r;
 }
 
 }  // namespace canaryd::test

@@ -1,0 +1,169 @@
+// Metric analysis end to end: the real canaryd queries a real Prometheus that scrapes kubesim's
+// emulated traffic (the kubernetes provider: the app's own http_request_duration_seconds), for
+// the built-in request-success-rate and request-duration and for a MetricTemplate with
+// templateVariables; a healthy release is promoted, a failing one rolled back; with Prometheus
+// down every check fails and the events say why.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <csignal>
+
+#include "tests/e2e/harness.hpp"
+
+namespace json = boost::json;
+using namespace canaryd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Five failed checks at a 2 s interval: room for the first ticks of a fresh canary, whose
+// pods have had no scrape yet ("no values" counts as a failed check, as in Flagger).
+const std::string analysis_metrics =
+    "    metrics:\n"
+    "    - name: request-success-rate\n"
+    "      thresholdRange:\n"
+    "        min: 99\n"
+    "      interval: 15s\n"
+    "    - name: request-duration\n"
+    "      thresholdRange:\n"
+    "        max: 500\n"
+    "      interval: 15s\n"
+    "    - name: server-errors\n"
+    "      templateRef:\n"
+    "        name: server-errors\n"
+    "      templateVariables:\n"
+    "        codes: \"5..\"\n"
+    "      thresholdRange:\n"
+    "        max: 1\n"
+    "      interval: 15s\n";
+
+const std::string server_errors_template = R"yaml(apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: server-errors
+  namespace: demo
+spec:
+  provider:
+    type: prometheus
+    address: PROMETHEUS
+  query: |
+    sum(
+      rate(
+        http_request_duration_seconds_count{
+          kubernetes_namespace="{{ namespace }}",
+          kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",
+          status=~"{{ variables.codes }}"
+        }[{{ interval }}]
+      )
+    ) or on() vector(0)
+)yaml";
+
+std::string with_prometheus(std::string text, const std::string& url) {
+  auto at = text.find("PROMETHEUS");
+  text.replace(at, 10, url);
+  return text;
+}
+
+std::string canary_with_metrics(const std::string& threshold) {
+  std::string c = canary_yaml("podinfo", "podinfo", analysis_metrics);
+  auto at = c.find("    threshold: 2\n");
+  c.replace(at, 17, "    threshold: " + threshold + "\n");
+  at = c.find("    interval: 1s\n");
+  c.replace(at, 17, "    interval: 2s\n");
+  return c;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& p : v) s += p + " ";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a healthy release passes the Prometheus checks and is promoted; a failing one is rolled back") {
+  kubesim_options ko;
+  ko.prometheus = true;
+  kubesim_instance sim(ko);
+  REQUIRE(!sim.prometheus_url().empty());
+  setup_cluster(sim);
+  sim.kubectl_ok({"apply", "-f", "-"}, with_prometheus(server_errors_template, sim.prometheus_url()));
+  auto d = start_canaryd(sim, {"-metrics-server", sim.prometheus_url()});
+  init_podinfo(sim, canary_with_metrics("5"));
+  // Initialization checked that the providers answer: no "Error checking metric providers".
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(!has_event(evs, "Warning", "Error checking metric providers"), dump(evs));
+
+  // A healthy release: every check passes, the run goes through its iterations and promotes.
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  std::vector<std::string> seen;
+  bool promoted = wait_phase(sim, "podinfo", "Succeeded", 90s, &seen);
+  evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(promoted, "phases seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+  CHECK(has_event(evs, "Normal", "Advance podinfo.demo canary iteration 3/3"));
+  CHECK(!has_event(evs, "Warning", "success rate"));
+  CHECK(!has_event(evs, "Warning", "request duration"));
+  CHECK(!has_event(evs, "Warning", "server-errors"));
+
+  // A release that answers 30 % of requests with 500: request-success-rate fails every check
+  // until the threshold, then the canary is rolled back and the primary keeps 6.0.1.
+  sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
+                  R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/error-rate":"0.3"}}}}})"});
+  seen.clear();
+  bool failed = wait_phase(sim, "podinfo", "Failed", 90s, &seen);
+  evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "phases seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement success rate"), dump(evs));
+  CHECK(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 5"));
+  CHECK(has_event(evs, "Warning", "Canary failed! Scaling down podinfo.demo"));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+  CHECK(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
+  // The success rate the event reports is the 500 share kubesim was told to produce, mixed
+  // with at most the last seconds of the healthy pods that served before.
+  for (const auto& [type, msg] : evs) {
+    auto at = msg.find("advancement success rate ");
+    if (at == std::string::npos) continue;
+    double rate = std::stod(msg.substr(at + 25));
+    CHECK(rate < 99);
+    CHECK(rate > 50);
+  }
+
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(5s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
+
+TEST_CASE("with Prometheus down the checks fail, never pass, and the events say why") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(free_port());
+  auto d = start_canaryd(sim, {"-metrics-server", nowhere});
+  std::string c = canary_yaml("podinfo", "podinfo",
+                              "    metrics:\n"
+                              "    - name: request-success-rate\n"
+                              "      thresholdRange:\n"
+                              "        min: 99\n"
+                              "      interval: 1m\n");
+  init_podinfo(sim, c);
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Warning", "Error checking metric providers: prometheus not available"), dump(evs));
+
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  std::vector<std::string> seen;
+  bool failed = wait_phase(sim, "podinfo", "Failed", 60s, &seen);
+  evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "phases seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK(std::find(seen.begin(), seen.end(), "Succeeded") == seen.end());
+  CHECK_MESSAGE(has_event(evs, "Warning", "Prometheus query failed: running query failed: request failed"), dump(evs));
+  // As in Flagger, the first iteration (no traffic yet at weight 0, iteration 0) advances without
+  // analysis; every later one needs the checks, which cannot pass.
+  CHECK_MESSAGE(!has_event(evs, "Normal", "Advance podinfo.demo canary iteration 2/3"), dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(5s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
