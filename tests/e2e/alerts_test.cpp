@@ -173,7 +173,12 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
       "apiVersion: flagger.app/v1beta1\n"
       "kind: AlertProvider\n"
       "metadata: {name: gchat, namespace: demo}\n"
-      "spec: {type: gchat, address: \"" + rx.url("/gchat?key=k1") + "\"}\n";
+      "spec: {type: gchat, address: \"" + rx.url("/gchat?key=k1") + "\"}\n"
+      "---\n"
+      "apiVersion: flagger.app/v1beta1\n"
+      "kind: AlertProvider\n"
+      "metadata: {name: tls-proxy, namespace: demo}\n"
+      "spec: {type: slack, address: \"https://hooks.example.invalid/x\", proxy: \"" + rx.url("/") + "\"}\n";
   sim.kubectl_ok({"apply", "-f", "-"}, providers);
 
   auto d = start_canaryd(sim, {"-cluster-name=e2e-cluster"});
@@ -199,7 +204,10 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
                                 "      severity: info\n"
                                 "      providerRef: {name: rocket}\n"
                                 "    - name: gchat\n"
-                                "      providerRef: {name: gchat}\n"));
+                                "      providerRef: {name: gchat}\n"
+                                "    - name: tls-proxy\n"
+                                "      severity: error\n"
+                                "      providerRef: {name: tls-proxy}\n"));
 
   // A release: the gate holds it once (a warn alert), then it promotes (info alerts).
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
@@ -316,6 +324,11 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
     CHECK(str_at(r.body.at_pointer("/sections/0/facts/0"), {"name"}) == "Cluster");
     CHECK(r.authorization.empty());
   }
+  // https through a proxy needs CONNECT, which canaryd does not do: a clear error, nothing sent.
+  auto tls_line = d.proc->wait_for_line("\"provider\":\"tls-proxy.demo\"", 10s);
+  REQUIRE(tls_line);
+  CHECK_MESSAGE(tls_line->find("needs CONNECT") != std::string::npos, *tls_line);
+  CHECK(rx.at("https://hooks.example.invalid/x").empty());
   CHECK(eventually([&] { return rx.at("/discord/slack").size() >= 2; }, 5s));
   discord = rx.at("/discord/slack");
   CHECK(str_at(discord.back().body.at_pointer("/attachments/0"), {"color"}) == "danger");
