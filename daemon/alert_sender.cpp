@@ -131,7 +131,10 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
                                         std::string body) {
   const std::string url = core::alert_post_url(target);
   auto parsed = boost::urls::parse_uri(url);
-  if (!parsed) co_return fmt::format("invalid hook URL {}: {}", url, parsed.error().message());
+  if (!parsed) co_return fmt::format("invalid hook URL: {}", parsed.error().message());
+  // Hook URLs carry their credential in the path (Slack, Discord, Teams): errors name only the
+  // scheme and host, so logs do not leak what a secretRef hides. (Flagger logs the whole URL.)
+  const std::string shown = fmt::format("{}://{}/...", std::string(parsed->scheme()), std::string(parsed->encoded_host_and_port()));
   http::request req;
   req.method = "POST";
   std::string origin_url = url;
@@ -144,13 +147,13 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
     if (parsed->scheme() != "http")
       co_return fmt::format("cannot post to {} through proxy {}: HTTPS through a proxy needs CONNECT, which "
                             "canaryd does not support yet",
-                            url, target.proxy);
+                            shown, target.proxy);
     origin_url = target.proxy;
     req.target = url.substr(0, url.find('#'));
     http::set_header(req.headers, "Host", std::string(parsed->encoded_authority()));
   }
   auto origin = http::parse_origin(origin_url);
-  if (!origin) co_return fmt::format("invalid URL {}: {}", origin_url, origin.error().message());
+  if (!origin) co_return fmt::format("invalid {} URL: {}", target.proxy.empty() ? "hook" : "proxy", origin.error().message());
   http::set_header(req.headers, "Content-Type", "application/json");
   if (!target.token.empty() && target.type == "slack")
     http::set_header(req.headers, "Authorization", "Bearer " + target.token);
@@ -161,15 +164,18 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
   co.max_body_bytes = 1u << 20;
   co.user_agent = "flagger";
   auto client = http::make_client(st->ex, *origin, co);
-  if (!client) co_return fmt::format("cannot post to {}: {}", url, client.error().message());
+  if (!client) co_return fmt::format("cannot post to {}: {}", shown, client.error().message());
   http::client* raw = client->get();
   st->in_flight.insert(raw);
   auto res = co_await raw->send(std::move(req), post_timeout);
   st->in_flight.erase(raw);
   raw->shutdown();
-  if (!res) co_return fmt::format("postMessage failed: sending notification failed: Post \"{}\": {}", url, res.error().message());
-  if (res->status < 200 || res->status > 299)
-    co_return fmt::format("postMessage failed: sending notification failed: HTTP {}: {}", res->status, res->body);
+  if (!res) co_return fmt::format("postMessage failed: sending notification failed: Post \"{}\": {}", shown, res.error().message());
+  if (res->status < 200 || res->status > 299) {
+    constexpr std::size_t max_shown = 512;  // a chat service's error page is not a log line
+    std::string text = res->body.size() > max_shown ? res->body.substr(0, max_shown) + "..." : res->body;
+    co_return fmt::format("postMessage failed: sending notification failed: HTTP {}: {}", res->status, text);
+  }
   co_return std::string();
 }
 

@@ -38,7 +38,7 @@ struct received {
 
 // An HTTP receiver on 127.0.0.1:<port 0> running its own io_context on a thread. It records
 // every POST and answers 200, except that "/gate" answers 403 to its first request (so a
-// confirm-rollout gate holds the canary once) and 200 after.
+// confirm-rollout gate holds the canary once) and 200 after, and "/fail" always answers 500.
 class receiver {
  public:
   receiver() : work_(io_.get_executor()) {
@@ -49,7 +49,7 @@ class receiver {
                                        http::responder& out) -> asio::awaitable<void> {
                                   http::response res;
                                   res.status = record(req);
-                                  res.body = res.status == 200 ? "ok" : "not yet";
+                                  res.body = res.status == 200 ? "ok" : res.status == 500 ? "boom" : "not yet";
                                   co_await out.send(std::move(res));
                                 });
     REQUIRE_MESSAGE(s, "cannot start the receiver: " << s.error().message());
@@ -87,9 +87,10 @@ class receiver {
     r.body = json::parse(req.body, ec);
     std::lock_guard lock(mu_);
     const bool gate = r.path == "/gate";
+    const bool fail = r.path == "/fail";
     all_.push_back(std::move(r));
     if (gate && ++gate_calls_ == 1) return 403;
-    return 200;
+    return fail ? 500 : 200;
   }
 
   asio::io_context io_;
@@ -178,7 +179,12 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
       "apiVersion: flagger.app/v1beta1\n"
       "kind: AlertProvider\n"
       "metadata: {name: tls-proxy, namespace: demo}\n"
-      "spec: {type: slack, address: \"https://hooks.example.invalid/x\", proxy: \"" + rx.url("/") + "\"}\n";
+      "spec: {type: slack, address: \"https://hooks.example.invalid/x\", proxy: \"" + rx.url("/") + "\"}\n"
+      "---\n"
+      "apiVersion: flagger.app/v1beta1\n"
+      "kind: AlertProvider\n"
+      "metadata: {name: failing, namespace: demo}\n"
+      "spec: {type: msteams, address: \"" + rx.url("/fail") + "\"}\n";
   sim.kubectl_ok({"apply", "-f", "-"}, providers);
 
   auto d = start_canaryd(sim, {"-cluster-name=e2e-cluster"});
@@ -207,7 +213,10 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
                                 "      providerRef: {name: gchat}\n"
                                 "    - name: tls-proxy\n"
                                 "      severity: error\n"
-                                "      providerRef: {name: tls-proxy}\n"));
+                                "      providerRef: {name: tls-proxy}\n"
+                                "    - name: failing\n"
+                                "      severity: warn\n"
+                                "      providerRef: {name: failing}\n"));
 
   // A release: the gate holds it once (a warn alert), then it promotes (info alerts).
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
@@ -296,12 +305,24 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
   CHECK(str_at(l, {"canary"}) == "podinfo.demo");
   CHECK(str_at(l, {"provider"}) == "dead.demo");
   CHECK(str_at(l, {"level"}) == "error");
+  // The webhook answering 500: an error with the status and body; hook paths never logged.
+  auto fail_line = d.proc->wait_for_line("\"provider\":\"failing.demo\"", 5s);
+  REQUIRE_MESSAGE(fail_line, [&] {
+    std::string all;
+    for (const auto& l : d.proc->lines()) all += l + "\n";
+    return all;
+  }());
+  CHECK_MESSAGE(fail_line->find("HTTP 500: boom") != std::string::npos, *fail_line);
+  CHECK(rx.at("/fail").size() == 1);  // the warn alert only; no retries
+  for (const auto& l : d.proc->lines())
+    CHECK_MESSAGE(l.find("/hook") == std::string::npos, l);  // the dead provider's path
   auto metrics = http_call("GET", "http://127.0.0.1:" + std::to_string(d.port) + "/metrics");
   REQUIRE(metrics);
   CHECK_MESSAGE(metrics->body.find("canaryd_alert_failures_total{provider=\"dead.demo\",type=\"slack\"}") !=
                     std::string::npos,
                 metrics->body);
   CHECK(metrics->body.find("canaryd_alerts_sent_total{provider=\"on-call.demo\",type=\"slack\"}") != std::string::npos);
+  CHECK(metrics->body.find("canaryd_alert_failures_total{provider=\"failing.demo\",type=\"msteams\"} 1") != std::string::npos);
 
   // A release that fails at its progress deadline: error alerts reach all three, in red for Teams.
   sim.kubectl_ok({"-n", "demo", "patch", "canary", "podinfo", "--type", "merge", "-p", R"({"spec":{"progressDeadlineSeconds":3}})"});
