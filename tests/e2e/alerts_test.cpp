@@ -8,7 +8,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <csignal>
@@ -25,6 +29,7 @@ namespace json = boost::json;
 namespace http = canaryd::http;
 using namespace canaryd::test;
 using namespace std::chrono_literals;
+using namespace boost::asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -34,11 +39,13 @@ struct received {
   std::string authorization;
   std::string content_type;
   json::value body;
+  std::chrono::steady_clock::time_point at;
 };
 
 // An HTTP receiver on 127.0.0.1:<port 0> running its own io_context on a thread. It records
 // every POST and answers 200, except that "/gate" answers 403 to its first request (so a
-// confirm-rollout gate holds the canary once) and 200 after, and "/fail" always answers 500.
+// confirm-rollout gate holds the canary once) and 200 after, "/fail" always answers 500, and
+// "/slow" answers only after 20 s (or when the client gives up and closes the connection).
 class receiver {
  public:
   receiver() : work_(io_.get_executor()) {
@@ -49,6 +56,11 @@ class receiver {
                                        http::responder& out) -> asio::awaitable<void> {
                                   http::response res;
                                   res.status = record(req);
+                                  if (req.target == "/slow") {
+                                    asio::steady_timer t(co_await asio::this_coro::executor, 20s);
+                                    co_await (t.async_wait(asio::use_awaitable) || out.wait_closed());
+                                    if (out.closed()) co_return;
+                                  }
                                   res.body = res.status == 200 ? "ok" : res.status == 500 ? "boom" : "not yet";
                                   co_await out.send(std::move(res));
                                 });
@@ -83,6 +95,7 @@ class receiver {
     r.host = std::string(req.header("Host").value_or(""));
     r.authorization = std::string(req.header("Authorization").value_or(""));
     r.content_type = std::string(req.header("Content-Type").value_or(""));
+    r.at = std::chrono::steady_clock::now();
     boost::system::error_code ec;
     r.body = json::parse(req.body, ec);
     std::lock_guard lock(mu_);
@@ -184,7 +197,12 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
       "apiVersion: flagger.app/v1beta1\n"
       "kind: AlertProvider\n"
       "metadata: {name: failing, namespace: demo}\n"
-      "spec: {type: msteams, address: \"" + rx.url("/fail") + "\"}\n";
+      "spec: {type: msteams, address: \"" + rx.url("/fail") + "\"}\n"
+      "---\n"
+      "apiVersion: flagger.app/v1beta1\n"
+      "kind: AlertProvider\n"
+      "metadata: {name: slow, namespace: demo}\n"
+      "spec: {type: slack, address: \"" + rx.url("/slow") + "\"}\n";
   sim.kubectl_ok({"apply", "-f", "-"}, providers);
 
   auto d = start_canaryd(sim, {"-cluster-name=e2e-cluster"});
@@ -216,7 +234,10 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
                                 "      providerRef: {name: tls-proxy}\n"
                                 "    - name: failing\n"
                                 "      severity: warn\n"
-                                "      providerRef: {name: failing}\n"));
+                                "      providerRef: {name: failing}\n"
+                                "    - name: slow\n"
+                                "      severity: info\n"
+                                "      providerRef: {name: slow}\n"));
 
   // A release: the gate holds it once (a warn alert), then it promotes (info alerts).
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
@@ -262,6 +283,17 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
     const auto& fields = gate->body.at_pointer("/attachments/0/fields").as_array();
     REQUIRE(fields.size() == 1);  // no metadata: the Cluster field only
     CHECK(str_at(fields[0], {"title"}) == "Cluster");
+  }
+
+  // The slow webhook did not hold the rollout: the gate's alert and the next tick's alert (one
+  // 1 s interval later) reached Slack well within the 5 s each blocked post would have taken.
+  {
+    const auto* waiting = find_text(slack, "Canary is waiting for approval.");
+    const auto* revision = find_text(slack, "New revision detected, progressing canary analysis.");
+    REQUIRE(waiting);
+    REQUIRE(revision);
+    CHECK(revision->at - waiting->at < 4s);
+    CHECK(rx.at("/slow").size() >= 3);
   }
 
   // rocket through its HTTP proxy (the receiver): the absolute URI and the origin's Host.
@@ -316,6 +348,10 @@ TEST_CASE("alerts reach slack, msteams, discord, rocket (through a proxy) and gc
   CHECK(rx.at("/fail").size() == 1);  // the warn alert only; no retries
   for (const auto& l : d.proc->lines())
     CHECK_MESSAGE(l.find("/hook") == std::string::npos, l);  // the dead provider's path
+  // The slow webhook: the post gave up at its 5 s deadline.
+  auto slow_line = d.proc->wait_for_line("\"provider\":\"slow.demo\"", 10s);
+  REQUIRE(slow_line);
+  CHECK_MESSAGE(slow_line->find("deadline exceeded") != std::string::npos, *slow_line);
   auto metrics = http_call("GET", "http://127.0.0.1:" + std::to_string(d.port) + "/metrics");
   REQUIRE(metrics);
   CHECK_MESSAGE(metrics->body.find("canaryd_alert_failures_total{provider=\"dead.demo\",type=\"slack\"}") !=
