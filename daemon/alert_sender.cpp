@@ -197,6 +197,11 @@ void spawn_post(const std::shared_ptr<alert_sender::state>& st, const std::strin
                      log::debug("alert sent", {{"canary", canary_id}, {"provider", provider}, {"type", type}});
                      return;
                    }
+                   if (st->stopped) {  // shutting down: the post was cut, not refused
+                     log::debug(fmt::format("alert abandoned at shutdown: {}", err),
+                                {{"canary", canary_id}, {"provider", provider}, {"type", type}});
+                     return;
+                   }
                    st->fail(canary_id, provider, type, err);
                  });
 }

@@ -21,7 +21,7 @@
 // Thread affinity: the io_context thread only; no locks. Lifetime: stop() (or the destructor)
 // closes the connections of posts in flight; their coroutines then finish on their own. The
 // caches, options and metrics registry must outlive the sender's posts (the app owns all of
-// them and stops the sender first).
+// them, stops the sender before its caches, and outlives the drain).
 #include <boost/asio/any_io_executor.hpp>
 
 #include <memory>
