@@ -137,29 +137,31 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
   const std::string shown = fmt::format("{}://{}/...", std::string(parsed->scheme()), std::string(parsed->encoded_host_and_port()));
   http::request req;
   req.method = "POST";
+  std::string path(parsed->encoded_path());
+  req.target = path.empty() ? "/" : path;
+  if (parsed->has_query()) req.target += "?" + std::string(parsed->encoded_query());
+  http::client_options co;
   std::string origin_url = url;
-  if (target.proxy.empty()) {
-    std::string path(parsed->encoded_path());
-    req.target = path.empty() ? "/" : path;
-    if (parsed->has_query()) req.target += "?" + std::string(parsed->encoded_query());
-  } else {
-    // A forward proxy gets the absolute URI and the origin's Host (RFC 9112 §3.2.2).
-    if (parsed->scheme() != "http")
-      co_return fmt::format("cannot post to {} through proxy {}: HTTPS through a proxy needs CONNECT, which "
-                            "canaryd does not support yet",
-                            shown, target.proxy);
-    origin_url = target.proxy;
-    req.target = url.substr(0, url.find('#'));
-    http::set_header(req.headers, "Host", std::string(parsed->encoded_authority()));
+  if (!target.proxy.empty()) {
+    auto proxy = http::parse_origin(target.proxy);
+    if (!proxy) co_return fmt::format("invalid proxy URL: {}", proxy.error().message());
+    if (parsed->scheme() == "https") {
+      // As Go's http.Transport: a CONNECT tunnel through the proxy, TLS to the origin inside.
+      co.connect_proxy = std::move(*proxy);
+    } else {
+      // Plain http: the proxy gets the absolute URI and the origin's Host (RFC 9112 §3.2.2).
+      origin_url = target.proxy;
+      req.target = url.substr(0, url.find('#'));
+      http::set_header(req.headers, "Host", std::string(parsed->encoded_authority()));
+    }
   }
   auto origin = http::parse_origin(origin_url);
-  if (!origin) co_return fmt::format("invalid {} URL: {}", target.proxy.empty() ? "hook" : "proxy", origin.error().message());
+  if (!origin) co_return fmt::format("invalid hook URL: {}", origin.error().message());
   http::set_header(req.headers, "Content-Type", "application/json");
   if (!target.token.empty() && target.type == "slack")
     http::set_header(req.headers, "Authorization", "Bearer " + target.token);
   req.body = std::move(body);
 
-  http::client_options co;
   co.max_idle_connections = 0;
   co.max_body_bytes = 1u << 20;
   co.user_agent = "flagger";

@@ -14,9 +14,9 @@
 // success is counted in canaryd_alerts_sent_total{provider,type}. `provider` is
 // "<name>.<namespace>" of the AlertProvider, or "global" for the -slack-url/-msteams-url notifier.
 //
-// Proxies: an http:// hook URL is sent to the proxy in absolute-URI form. An https:// hook URL
-// through a proxy needs a CONNECT tunnel, which canaryd does not do yet: that alert fails with
-// a clear error instead of bypassing the proxy.
+// Proxies (spec.proxy, -slack-proxy-url, -msteams-proxy-url), as Go's http.Transport: an
+// http:// hook URL is sent to the proxy in absolute-URI form; an https:// one goes through a
+// CONNECT tunnel, with TLS to the hook's host inside it (verified against the system store).
 //
 // Thread affinity: the io_context thread only; no locks. Lifetime: stop() (or the destructor)
 // closes the connections of posts in flight; their coroutines then finish on their own. The
