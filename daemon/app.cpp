@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "core/version.hpp"
+#include "daemon/alert_sender.hpp"
 #include "daemon/canary_runner.hpp"
 #include "daemon/cluster.hpp"
 #include "daemon/metrics_registry.hpp"
@@ -80,6 +81,7 @@ class app_impl final : public app {
     stopping_ = true;
     notify("STOPPING=1");  // systemd Type=notify: the drain has begun
     if (runner_) runner_->stop();
+    if (alerts_) alerts_->stop();
     for (auto* c : all_caches()) c->stop();
     if (server_) server_->stop();
     if (client_) client_->shutdown();
@@ -111,9 +113,11 @@ class app_impl final : public app {
     secrets_ = make_cache(resources::secrets);
     hpas_ = make_cache(resources::hpas);
     metric_templates_ = make_cache(resources::metric_templates);
+    alert_providers_ = make_cache(resources::alert_providers);
     cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
                                                  *secrets_, *hpas_, *metric_templates_});
-    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_);
+    alerts_ = std::make_unique<alert_sender>(ex_, *alert_providers_, *secrets_, opts_, metrics_);
+    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_);
 
     // Canary tasks start once every cache holds its first list: before that a task would see
     // a primary or Service as missing and try to create it.
@@ -176,7 +180,8 @@ class app_impl final : public app {
 
   std::vector<k8s::cache*> all_caches() const {
     std::vector<k8s::cache*> out;
-    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &metric_templates_})
+    for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &metric_templates_,
+                    &alert_providers_})
       if (*p) out.push_back(p->get());
     return out;
   }
@@ -223,8 +228,10 @@ class app_impl final : public app {
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
   std::unique_ptr<http::server> server_;
-  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_;
+  std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_,
+      alert_providers_;
   std::unique_ptr<cluster> cluster_;
+  std::unique_ptr<alert_sender> alerts_;  // before runner_: the runner holds a reference
   std::unique_ptr<canary_runner> runner_;
   std::size_t synced_caches_ = 0;
   bool all_synced_ = false;

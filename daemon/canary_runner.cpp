@@ -18,6 +18,7 @@
 #include "core/canary.hpp"
 #include "core/metric_check.hpp"
 #include "core/rollout.hpp"
+#include "daemon/alert_sender.hpp"
 #include "daemon/event_recorder.hpp"
 #include "daemon/metric_runner.hpp"
 #include "daemon/target.hpp"
@@ -203,8 +204,7 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::record_event>(&step)) {
         co_await r.events_->record(c, s->event);
       } else if (auto* s = std::get_if<core::send_alert>(&step)) {
-        // Alert providers are a later issue: the alert is logged only.
-        log::info(fmt::format("alert: {}", s->message), {{"canary", c.id()}});
+        r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
       } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
         std::vector<core::webhook_outcome> outcomes;
         for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
@@ -321,10 +321,11 @@ struct runner_access {
   }
 };
 
-canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options& opts)
+canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options& opts, alert_sender& alerts)
     : ex_(std::move(ex)),
       k_(k),
       opts_(opts),
+      alerts_(alerts),
       events_(std::make_unique<event_recorder>(k.client)),
       deployments_(make_deployment_controller(k, opts)),
       services_(make_service_router(k, opts)),

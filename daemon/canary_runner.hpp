@@ -30,6 +30,7 @@
 
 namespace canaryd {
 
+class alert_sender;
 class event_recorder;
 class target_controller;
 class service_router;
@@ -41,7 +42,8 @@ class canary_runner {
   // Which cache a change came from (for the interest index).
   enum class source { deployment, configmap, secret };
 
-  canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts);
+  // `alerts` delivers send_alert steps; it must outlive the runner.
+  canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts, alert_sender& alerts);
   ~canary_runner();
   canary_runner(const canary_runner&) = delete;
   canary_runner& operator=(const canary_runner&) = delete;
@@ -67,6 +69,7 @@ class canary_runner {
   boost::asio::any_io_executor ex_;
   cluster& k_;
   const options& opts_;
+  alert_sender& alerts_;
   std::unique_ptr<event_recorder> events_;
   std::unique_ptr<target_controller> deployments_;
   std::unique_ptr<service_router> services_;

@@ -59,7 +59,10 @@ bool has_ctl(std::string_view s) {
 // A request this layer refuses to put on the wire (it would split into two messages).
 bool valid_request(const request& r) {
   if (r.method.empty() || !std::all_of(r.method.begin(), r.method.end(), is_token_char)) return false;
-  if (r.target.empty() || (r.target[0] != '/' && r.target != "*")) return false;
+  // origin-form ("/path?query"), asterisk-form ("*"), or absolute-form ("http://host/path"),
+  // which a forward proxy needs (RFC 9112 §3.2.2; alert providers with spec.proxy).
+  const bool absolute = r.target.starts_with("http://") || r.target.starts_with("https://");
+  if (r.target.empty() || (r.target[0] != '/' && r.target != "*" && !absolute)) return false;
   for (char c : r.target)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
   for (const auto& h : r.headers) {
@@ -178,7 +181,33 @@ void core<Stream>::put_idle(std::unique_ptr<connection<Stream>> c) {
 template <class Stream>
 using conn_ptr = std::unique_ptr<connection<Stream>>;
 
-// Resolve, connect and (for TLS) handshake. No deadline of its own: the caller's applies.
+// Asks the proxy at the other end of `s` for a tunnel to `authority` ("host:port") and reads
+// its answer head; afterwards `s` carries bytes to and from the origin.
+asio::awaitable<error_code> open_tunnel(tcp::socket& s, const std::string& authority) {
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::connect, authority, 11};
+  req.set(bhttp::field::host, authority);
+  auto [wec, written] = co_await bhttp::async_write(s, req, use_tuple);
+  if (wec) co_return make_error_code(errc::connect_failed);
+  beast::flat_buffer buf;
+  bhttp::response_parser<bhttp::empty_body> p;
+  p.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel starts after the head
+  auto [rec, read] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
+  if (rec) {
+    log::debug("http proxy CONNECT failed", {{"authority", authority}, {"error", rec.message()}});
+    co_return make_error_code(errc::connect_failed);
+  }
+  const unsigned status = p.get().result_int();
+  if (status < 200 || status > 299) {
+    log::warn("http proxy refused CONNECT", {{"authority", authority}, {"status", status}});
+    co_return make_error_code(errc::connect_failed);
+  }
+  // The origin speaks first only after our ClientHello: any byte here is the proxy's mistake.
+  if (buf.size() != 0) co_return make_error_code(errc::protocol_error);
+  co_return error_code{};
+}
+
+// Resolve, connect (through a CONNECT tunnel if configured) and (for TLS) handshake. No
+// deadline of its own: the caller's applies.
 template <class Stream>
 asio::awaitable<boost::system::result<conn_ptr<Stream>>> connect(std::shared_ptr<core<Stream>> c) {
   conn_ptr<Stream> conn;
@@ -191,22 +220,30 @@ asio::awaitable<boost::system::result<conn_ptr<Stream>>> connect(std::shared_ptr
   } else {
     conn = std::make_unique<connection<Stream>>(*c, c->ex);
   }
+  const bool tunnel = std::is_same_v<Stream, tls_stream> && c->opts.connect_proxy.has_value();
+  const origin& dial = tunnel ? *c->opts.connect_proxy : c->where;
+  const std::string dial_port = !dial.port.empty() ? dial.port : dial.scheme == "https" ? "443" : "80";
   tcp::resolver resolver(c->ex);
-  auto [rec, endpoints] = co_await resolver.async_resolve(c->where.host, c->where.port, use_tuple);
+  auto [rec, endpoints] = co_await resolver.async_resolve(dial.host, dial_port, use_tuple);
   if (c->shut_down) co_return errc::cancelled;
   if (rec) {
-    log::debug("http resolve failed", {{"host", c->where.host}, {"error", rec.message()}});
+    log::debug("http resolve failed", {{"host", dial.host}, {"error", rec.message()}});
     co_return errc::connect_failed;
   }
   auto [cec, ep] = co_await asio::async_connect(tcp_of(conn->stream), endpoints, use_tuple);
   if (c->shut_down) co_return errc::cancelled;
   if (cec) {
-    log::debug("http connect failed",
-               {{"host", c->where.host}, {"port", c->where.port}, {"error", cec.message()}});
+    log::debug("http connect failed", {{"host", dial.host}, {"port", dial_port}, {"error", cec.message()}});
     co_return errc::connect_failed;
   }
   error_code ignored;
   tcp_of(conn->stream).set_option(tcp::no_delay(true), ignored);
+  if (tunnel) {
+    const std::string host = c->where.host.find(':') != std::string::npos ? "[" + c->where.host + "]" : c->where.host;
+    auto tec = co_await open_tunnel(tcp_of(conn->stream), host + ":" + c->where.port);
+    if (c->shut_down) co_return errc::cancelled;
+    if (tec) co_return tec;
+  }
   if constexpr (std::is_same_v<Stream, tls_stream>) {
     auto [hec] = co_await conn->stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (c->shut_down) co_return errc::cancelled;

@@ -9,6 +9,7 @@
 #include <boost/system/result.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "k8s/http.hpp"
@@ -32,6 +33,11 @@ struct client_options {
   std::size_t max_idle_connections = 4;    // kept for reuse; idle ones older than 25 s are dropped
   std::size_t max_body_bytes = 64u << 20;
   std::string user_agent = "canaryd";
+  // https origins only: reach the origin through this HTTP proxy with a CONNECT tunnel
+  // (RFC 9110 §9.3.6), then TLS to the origin inside it. A proxy answer other than 2xx fails
+  // the call with connect_failed. (Plain http through a proxy is the caller's absolute-form
+  // request to a client of the proxy's origin.)
+  std::optional<origin> connect_proxy;
 };
 
 // A streamed response: the head is read, the body arrives piece by piece (chunked or not).

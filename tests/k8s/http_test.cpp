@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -940,4 +941,121 @@ TEST_CASE("a reused keep-alive connection closed before any response byte is ret
   run_io([&](asio::any_io_executor ex) { return retry_once(ex, connections, outcome); });
   CHECK(outcome == "ok ok");
   CHECK(connections == 2);
+}
+
+namespace {
+
+// A one-connection CONNECT proxy: records the request head, refuses with 403 or answers 200
+// and pipes bytes both ways until both sides have closed.
+struct proxy_state {
+  bool refuse = false;
+  std::string request;
+};
+
+asio::awaitable<void> pipe_bytes(tcp::socket& from, tcp::socket& to) {
+  char buf[4096];
+  for (;;) {
+    auto [rec, n] = co_await from.async_read_some(asio::buffer(buf), use_tuple);
+    if (rec) break;
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf, n), use_tuple);
+    if (wec) break;
+  }
+  boost::system::error_code ignored;
+  to.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> proxy_once(tcp::acceptor& acc, proxy_state& st) {
+  auto [aec, down] = co_await acc.async_accept(use_tuple);
+  REQUIRE(!aec);
+  std::string head;
+  auto [rec, n] = co_await asio::async_read_until(down, asio::dynamic_buffer(head), "\r\n\r\n", use_tuple);
+  REQUIRE(!rec);
+  st.request = head.substr(0, n);
+  if (st.refuse) {
+    const std::string no = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+    co_await asio::async_write(down, asio::buffer(no), use_tuple);
+    co_return;
+  }
+  // "CONNECT 127.0.0.1:<port> HTTP/1.1"
+  const auto sp1 = head.find(' ');
+  const auto sp2 = head.find(' ', sp1 + 1);
+  const std::string authority = head.substr(sp1 + 1, sp2 - sp1 - 1);
+  const auto colon = authority.rfind(':');
+  const tcp::endpoint origin(asio::ip::make_address(authority.substr(0, colon)),
+                             static_cast<unsigned short>(std::stoi(authority.substr(colon + 1))));
+  tcp::socket up(co_await asio::this_coro::executor);
+  auto [cec] = co_await up.async_connect(origin, use_tuple);
+  REQUIRE(!cec);
+  const std::string ok = "HTTP/1.1 200 Connection established\r\n\r\n";
+  co_await asio::async_write(down, asio::buffer(ok), use_tuple);
+  co_await (pipe_bytes(down, up) && pipe_bytes(up, down));
+}
+
+struct tunnel_state {
+  tls::key_pair ca, server;
+  proxy_state tunnelled, refused;
+  std::string body;
+  int status = 0;
+  boost::system::error_code refused_error;
+};
+
+// GET /who: the first call records the answer, later ones the error.
+asio::awaitable<void> get_who(http::client& client, tunnel_state& st) {
+  http::request req;
+  req.target = "/who";
+  auto res = co_await client.send(std::move(req), 5000ms);
+  if (st.status == 0) {
+    REQUIRE(res.has_value());
+    st.status = res->status;
+    st.body = res->body;
+    co_return;
+  }
+  REQUIRE(!res.has_value());
+  st.refused_error = res.error();
+}
+
+asio::awaitable<void> https_through_connect_proxy(asio::any_io_executor ex, tunnel_state& st) {
+  http::server_options o;
+  o.tls = http::tls_server_config{st.server.cert_pem, st.server.key_pem, {}};
+  auto srv = http::start_server(ex, o, http::handler(who_handler));
+  REQUIRE(srv.has_value());
+  tcp::acceptor acc(ex, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  const std::string proxy_port = std::to_string(acc.local_endpoint().port());
+
+  http::client_options co;
+  co.tls.ca_pem = st.ca.cert_pem;
+  co.max_idle_connections = 0;
+  co.connect_proxy = http::origin{"http", "127.0.0.1", proxy_port};
+  http::origin target{"https", "127.0.0.1", std::to_string((*srv)->port())};
+  auto client = http::make_client(ex, target, co);
+  REQUIRE(client.has_value());
+  co_await (proxy_once(acc, st.tunnelled) && get_who(**client, st));
+  st.refused.refuse = true;
+  co_await (proxy_once(acc, st.refused) && get_who(**client, st));
+  (*client)->shutdown();
+  (*srv)->stop();
+}
+
+}  // namespace
+
+TEST_CASE("an https call through a CONNECT proxy reaches the origin over TLS; a refusing proxy fails it as connect_failed") {
+  canaryd::log::set_level(canaryd::log::level::error);
+  tunnel_state st;
+  auto ca = tls::make_ca("test-ca");
+  REQUIRE(ca.has_value());
+  st.ca = *ca;
+  tls::leaf_options so;
+  so.common_name = "server";
+  so.ip_addresses = {"127.0.0.1"};
+  auto server = tls::make_leaf(st.ca, so);
+  REQUIRE(server.has_value());
+  st.server = *server;
+
+  run_io([&st](asio::any_io_executor ex) { return https_through_connect_proxy(ex, st); });
+  CHECK(starts_with(st.tunnelled.request, "CONNECT 127.0.0.1:"));
+  CHECK(st.tunnelled.request.find("\r\nHost: 127.0.0.1:") != std::string::npos);
+  CHECK(st.status == 200);
+  CHECK(st.body == "tls <none>");  // TLS end to end: the proxy saw only the CONNECT head
+  CHECK(starts_with(st.refused.request, "CONNECT 127.0.0.1:"));
+  CHECK(st.refused_error == http::errc::connect_failed);
 }
