@@ -329,7 +329,11 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       events_(std::make_unique<event_recorder>(k.client)),
       deployments_(make_deployment_controller(k, opts)),
       services_(make_service_router(k, opts)),
-      metrics_(std::make_unique<metric_runner>(ex_, k, opts)) {}
+      metrics_(std::make_unique<metric_runner>(ex_, k, opts)) {
+  events_->on_event([this](const core::canary& c, const core::canary_event& e) {
+    if (!stopped_) send_event_webhooks(ex_, c, e, opts_.event_webhook);
+  });
+}
 
 canary_runner::~canary_runner() { stop(); }
 

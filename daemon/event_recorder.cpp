@@ -26,6 +26,7 @@ boost::asio::awaitable<void> event_recorder::record(const core::canary& c, const
     case core::event_severity::warning: log::warn(e.message, {{"canary", id}}); break;
     case core::event_severity::error: log::error(e.message, {{"canary", id}}); break;
   }
+  if (forward_) forward_(c, e);
   const std::string ns = c.metadata.namespace_;
   const std::string ts = now_text();
   auto key = std::make_tuple(ns + "/" + c.metadata.name, std::string(e.type()), e.message);

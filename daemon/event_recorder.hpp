@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
@@ -29,6 +30,9 @@ class event_recorder {
   // Forgets the aggregation state of a canary that is gone.
   void forget(const std::string& canary_key);
 
+  // Called with every recorded event (Flagger's event webhooks); must not block.
+  void on_event(std::function<void(const core::canary&, const core::canary_event&)> f) { forward_ = std::move(f); }
+
  private:
   struct seen {
     std::string name;
@@ -38,6 +42,7 @@ class event_recorder {
   // (canary key, type, message) -> the Event written for it.
   std::map<std::tuple<std::string, std::string, std::string>, seen> seen_;
   std::uint64_t sequence_ = 0;
+  std::function<void(const core::canary&, const core::canary_event&)> forward_;
 };
 
 }  // namespace canaryd

@@ -1,7 +1,15 @@
 #include "daemon/webhook_caller.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
 
 #include <fmt/format.h>
 
@@ -55,8 +63,17 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
   http::set_header(req.headers, "Content-Type", "application/json");
   req.body = json::serialize(payload);
 
+  // go-retryablehttp's policy, as Flagger uses it: `retries` more attempts after a transport
+  // error, a 429 or a 5xx other than 501, waiting 1 s, 2 s, 4 s ... (at most 30 s) between them.
   const int attempts = 1 + std::max(0, hook.retries);
+  boost::asio::steady_timer pause(ex);
+  std::chrono::seconds wait{1};
   for (int i = 0; i < attempts; ++i) {
+    if (i > 0) {
+      pause.expires_after(wait);
+      co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+      wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(30));
+    }
     auto res = co_await (*client)->send(req, hook.effective_timeout());
     if (!res) {
       out.error = fmt::format("Post \"{}\": {}", hook.url, res.error().message());
@@ -68,10 +85,45 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
       break;
     }
     out.error = res->body.empty() ? fmt::format("{} returned HTTP {}", hook.url, res->status) : res->body;
-    if (res->status < 500) break;
+    const bool retryable = res->status == 429 || (res->status >= 500 && res->status != 501);
+    if (!retryable) break;
   }
   (*client)->shutdown();
   co_return out;
+}
+
+void send_event_webhooks(boost::asio::any_io_executor ex, const core::canary& c, const core::canary_event& e,
+                         const std::string& global_url) {
+  std::vector<core::canary_webhook> hooks;
+  for (const auto& h : c.analysis_or_empty().webhooks)
+    if (h.type == core::webhook_type::event) hooks.push_back(h);
+  if (hooks.empty() && !global_url.empty()) {
+    core::canary_webhook h;
+    h.name = "event-webhook";
+    h.type = core::webhook_type::event;
+    h.url = global_url;
+    hooks.push_back(std::move(h));
+  }
+  if (hooks.empty()) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  for (auto& h : hooks) {
+    h.metadata["eventMessage"] = e.message;
+    h.metadata["eventType"] = e.type();
+    h.metadata["timestamp"] = std::to_string(ms.count());
+    // The coroutine owns copies of the canary and the hook: the caller's may be gone before it runs.
+    auto send = [](boost::asio::any_io_executor ex, core::canary c, core::canary_webhook h) -> boost::asio::awaitable<void> {
+      auto out = co_await call_webhook(ex, c, h, c.status.phase);
+      if (!out.ok) log::warn(fmt::format("event webhook {} failed: {}", h.name, out.error), {{"canary", c.id()}});
+    };
+    boost::asio::co_spawn(ex, send(ex, c, std::move(h)), [id = c.id()](std::exception_ptr ep) {
+      if (!ep) return;
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& ex) {
+        log::error(fmt::format("event webhook task failed: {}", ex.what()), {{"canary", id}});
+      }
+    });
+  }
 }
 
 }  // namespace canaryd

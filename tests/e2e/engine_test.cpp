@@ -360,28 +360,9 @@ TEST_CASE("an idle canary makes no API request, and a new revision reaches Progr
 }
 
 TEST_CASE("confirm-rollout and post-rollout webhooks are POSTed Flagger's payload") {
-  temp_dir tmp;
-  auto payloads = tmp.path() / "payloads.jsonl";
-  const int port = free_port();
-  // A webhook receiver answering 200 and appending each payload, with the path, to a file.
-  const std::string server = R"(
-import http.server, json, sys
-out = sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
-        with open(out, 'a') as f:
-            f.write(json.dumps({'path': self.path, 'body': json.loads(body)}) + '\n')
-        self.send_response(200)
-        self.send_header('Content-Length', '0')
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-print('listening', flush=True)
-http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
-)";
-  child receiver({"python3", "-c", server, std::to_string(port), payloads.string()});
-  REQUIRE(receiver.wait_for_line("listening", 10s));
+  webhook_receiver receiver;
+  const auto& payloads = receiver.payloads;
+  const int port = receiver.port;
 
   kubesim_instance sim;
   setup_cluster(sim);

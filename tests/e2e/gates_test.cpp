@@ -3,6 +3,8 @@
 // tutorials wire them (flagger-behaviour.md §3.3, §7).
 #include <doctest/doctest.h>
 
+#include <boost/json.hpp>
+
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
@@ -146,4 +148,46 @@ TEST_CASE("hooks at a closed port or a server that never answers are reported, a
   CHECK_MESSAGE(has_event(evs, "Warning", expect), dump(evs));
   CHECK(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 2"));
   CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+}
+
+TEST_CASE("every event reaches the canary's event webhooks, or the -event-webhook flag's, with Flagger's payload") {
+  webhook_receiver receiver;
+  kubesim_instance sim;
+  setup_cluster(sim);
+  bool global = false;
+  SUBCASE("a type: event webhook of the canary") {}
+  SUBCASE("-event-webhook when the canary has none") { global = true; }
+  auto d = start_canaryd(sim, global ? std::vector<std::string>{"-event-webhook", receiver.url() + "/events"}
+                                     : std::vector<std::string>{});
+  init_podinfo(sim, global ? canary_yaml("podinfo", "podinfo")
+                           : canary_yaml("podinfo", "podinfo",
+                                         "    webhooks:\n" + hook("notify", "event", receiver.url() + "/events",
+                                                                 "        team: blue\n        eventType: overridden\n")));
+  release(sim, "6.0.7");
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 30s), dump(canary_events(sim, "podinfo")));
+  std::vector<boost::json::value> got;
+  const bool promoted_seen = eventually(
+      [&] {
+        got = receiver.received();
+        for (const auto& p : got)
+          if (str_at(p, {"body", "metadata", "eventMessage"}) == "Promotion completed! Scaling down podinfo.demo") return true;
+        return false;
+      },
+      10s);
+  REQUIRE_MESSAGE(promoted_seen, got.size() << " payloads received");
+  bool revision_seen = false;
+  for (const auto& p : got) {
+    INFO(boost::json::serialize(p));
+    CHECK(str_at(p, {"path"}) == "/events");
+    CHECK(str_at(p, {"body", "name"}) == "podinfo");
+    CHECK(str_at(p, {"body", "namespace"}) == "demo");
+    const std::string type = str_at(p, {"body", "metadata", "eventType"});
+    CHECK((type == "Normal" || type == "Warning"));
+    const std::string ts = str_at(p, {"body", "metadata", "timestamp"});
+    CHECK(ts.size() >= 13);
+    CHECK(ts.find_first_not_of("0123456789") == std::string::npos);
+    if (!global) CHECK(str_at(p, {"body", "metadata", "team"}) == "blue");
+    if (str_at(p, {"body", "metadata", "eventMessage"}) == "New revision detected! Scaling up podinfo.demo") revision_seen = true;
+  }
+  CHECK(revision_seen);
 }

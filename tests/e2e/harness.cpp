@@ -161,6 +161,35 @@ void init_podinfo(const kubesim_instance& sim, const std::string& canary) {
                   "phase " << phase_of(sim, "podinfo") << "; events:\n" << dump(canary_events(sim, "podinfo")));
 }
 
+webhook_receiver::webhook_receiver() {
+  const std::string server = R"(
+import http.server, json, sys
+out = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        with open(out, 'a') as f:
+            f.write(json.dumps({'path': self.path, 'body': json.loads(body)}) + '\n')
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+print('listening', flush=True)
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+)";
+  proc = std::make_unique<child>(std::vector<std::string>{"python3", "-c", server, std::to_string(port), payloads.string()});
+  REQUIRE(proc->wait_for_line("listening", 10s));
+}
+
+std::vector<json::value> webhook_receiver::received() const {
+  std::vector<json::value> out;
+  std::istringstream in(read_text(payloads));
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(json::parse(l));
+  return out;
+}
+
 std::string loadtester_path() { return (build_root() / "loadtester" / "canary-loadtester").string(); }
 
 loadtester::loadtester(std::vector<std::string> extra) {

@@ -59,6 +59,20 @@ void setup_cluster(const kubesim_instance& sim);
 // Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
 
+// A webhook receiver (python3's http.server) on 127.0.0.1 that answers 200 and appends each
+// POST, as {"path": ..., "body": <the JSON posted>}, to a JSON-lines file.
+struct webhook_receiver {
+  temp_dir dir;
+  std::filesystem::path payloads = dir.path() / "payloads.jsonl";
+  int port = free_port();
+  std::unique_ptr<child> proc;
+
+  webhook_receiver();
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  // The payloads received so far, in order.
+  std::vector<boost::json::value> received() const;
+};
+
 std::string loadtester_path();
 // A canary-loadtester (Flagger's load tester API) on 127.0.0.1; ready once it logged its start.
 struct loadtester {
