@@ -191,3 +191,33 @@ TEST_CASE("every event reaches the canary's event webhooks, or the -event-webhoo
   }
   CHECK(revision_seen);
 }
+
+TEST_CASE("a closed confirm-traffic-increase gate holds the istio weight; opening it lets the canary progress and promote") {
+  loadtester lt;
+  kubesim_instance sim;
+  setup_cluster(sim);
+  sim.kubectl_ok({"apply", "-f", (source_root() / "tests" / "sim" / "data" / "istio-crds.yaml").string()});
+  sim.kubectl_ok({"wait", "--for=condition=Established", "crd/virtualservices.networking.istio.io", "--timeout=30s"});
+  auto d = start_canaryd(sim);
+  std::string c = canary_yaml("podinfo", "podinfo", "    maxWeight: 60\n    stepWeight: 20\n    webhooks:\n" +
+                                                        hook("traffic-gate", "confirm-traffic-increase", lt.url() + "/gate/check"));
+  c.replace(c.find("  provider: kubernetes\n"), 22, "  provider: istio\n");
+  c.replace(c.find("    iterations: 3\n"), 18, "");
+  init_podinfo(sim, c);
+  release(sim, "6.0.8");
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Progressing", 30s), dump(canary_events(sim, "podinfo")));
+  auto weight = [&] { return std::stoi("0" + str_at(get_json(sim, {"canary", "podinfo"}), {"status", "canaryWeight"})); };
+  // Held: the weight does not grow while the gate is closed.
+  std::this_thread::sleep_for(1500ms);
+  const int held = weight();
+  CHECK(held < 60);
+  std::this_thread::sleep_for(3s);
+  CHECK(weight() == held);
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement waiting for traffic increase approval traffic-gate"), dump(evs));
+
+  CHECK(lt.post("/gate/open", podinfo_payload).status == 202);
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 30s), dump(canary_events(sim, "podinfo")));
+  CHECK(has_event(canary_events(sim, "podinfo"), "Normal", "Advance podinfo.demo canary weight 60"));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.8");
+}
