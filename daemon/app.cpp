@@ -11,6 +11,7 @@
 #include "daemon/alert_sender.hpp"
 #include "daemon/canary_runner.hpp"
 #include "daemon/cluster.hpp"
+#include "daemon/leader_elector.hpp"
 #include "daemon/metrics_registry.hpp"
 #include "daemon/sd_notify.hpp"
 #include "k8s/api_client.hpp"
@@ -50,9 +51,20 @@ class app_impl final : public app {
     co.qps = opts_.kubeconfig_qps;
     co.burst = opts_.kubeconfig_burst;
     co.user_agent = fmt::format("canaryd/{}", version());
+    const std::string identity = opts_.enable_leader_election ? leader_identity() : std::string();
+    if (!identity.empty()) co.user_agent += " (" + identity + ")";  // which replica sent a request
     auto client = k8s::api_client::create(ex_, cfg, co);
     if (!client) return fmt::format("cannot use the cluster configuration from {}: {}", cfg.source, client.error().what());
     client_ = std::move(*client);
+    if (opts_.enable_leader_election) {
+      core::lease_timing timing{opts_.leader_election_lease_duration, opts_.leader_election_renew_deadline,
+                                opts_.leader_election_retry_period};
+      elector_ = std::make_unique<leader_elector>(*client_, opts_.leader_election_namespace, identity, timing);
+      // The fence: only the leader, within its renew deadline, writes; reads and the Lease pass.
+      client_->set_fence([this](const http::request& r) {
+        return r.method == "GET" || r.target.starts_with("/apis/coordination.k8s.io/") || elector_->may_write();
+      });
+    }
 
     http::server_options so;
     so.listen = fmt::format("{}:{}", opts_.listen_address.empty() ? "0.0.0.0" : opts_.listen_address, opts_.port);
@@ -79,6 +91,7 @@ class app_impl final : public app {
   void stop() override {
     if (stopping_) return;
     stopping_ = true;
+    if (elector_) elector_->stop();
     notify("STOPPING=1");  // systemd Type=notify: the drain has begun
     if (runner_) runner_->stop();
     if (alerts_) alerts_->stop();
@@ -125,12 +138,12 @@ class app_impl final : public app {
         [this](const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} added", canary_id(*o)),
                     {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
-          if (all_synced_) runner_->add(o->key());
+          if (all_synced_ && active()) runner_->add(o->key());
         },
         [this](const k8s::object_ptr&, const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} updated", canary_id(*o)),
                     {{"canary", canary_id(*o)}, {"resourceVersion", o->resource_version()}});
-          if (all_synced_) runner_->wake(o->key());
+          if (all_synced_ && active()) runner_->wake(o->key());
         },
         [this](const k8s::object_ptr& o) {
           log::info(fmt::format("canary {} deleted", canary_id(*o)), {{"canary", canary_id(*o)}});
@@ -146,7 +159,7 @@ class app_impl final : public app {
         all_synced_ = true;
         log::info("caches synced", {{"canaries", static_cast<std::int64_t>(canaries_->size())}});
         notify("READY=1");  // systemd Type=notify: ready once every cache holds its first list
-        for (const auto& o : canaries_->list()) runner_->add(o->key());
+        if (active()) start_canaries();
       });
     }
     for (auto* c : all_caches()) {
@@ -160,7 +173,29 @@ class app_impl final : public app {
         }
       });
     }
+    if (elector_) {
+      // A standby keeps its caches warm (they run already) and starts the canaries on taking over.
+      asio::co_spawn(
+          ex_,
+          elector_->run([this] { if (all_synced_) start_canaries(); },
+                        [this] { fail("leader election lost"); }),
+          [this](std::exception_ptr e) {
+            if (!e) return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              fail(fmt::format("internal error in leader election: {}", ex.what()));
+            }
+          });
+    }
     co_await canaries_->run();
+  }
+
+  // Whether this replica drives canaries: always, or while it holds the lease.
+  bool active() const { return !elector_ || elector_->leading(); }
+
+  void start_canaries() {
+    for (const auto& o : canaries_->list()) runner_->add(o->key());
   }
 
   std::unique_ptr<k8s::cache> make_cache(const k8s::resource& r) {
@@ -173,7 +208,7 @@ class app_impl final : public app {
   // Deployment/ConfigMap/Secret changes wake the canaries that depend on them.
   void route_changes(k8s::cache& c, canary_runner::source s) {
     auto touch = [this, s](const k8s::object_ptr& o) {
-      if (all_synced_) runner_->changed(s, o->namespace_name(), o->name());
+      if (all_synced_ && active()) runner_->changed(s, o->namespace_name(), o->name());
     };
     c.subscribe({touch, [touch](const k8s::object_ptr&, const k8s::object_ptr& o) { touch(o); }, touch});
   }
@@ -221,12 +256,14 @@ class app_impl final : public app {
     co_await out.send(std::move(res));
   }
 
-  bool is_ready() const { return !stopping_ && all_synced_; }
+  // A standby is alive (/healthz) but not ready: it drives nothing.
+  bool is_ready() const { return !stopping_ && all_synced_ && active(); }
 
   asio::any_io_executor ex_;
   options opts_;
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
+  std::unique_ptr<leader_elector> elector_;
   std::unique_ptr<http::server> server_;
   std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_,
       alert_providers_;

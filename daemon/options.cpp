@@ -61,6 +61,14 @@ auto boolean(bool options::*m) {
     return std::nullopt;
   };
 }
+auto duration(std::chrono::milliseconds options::*m) {
+  return [m](options& o, std::string_view v) -> std::optional<std::string> {
+    auto d = parse_go_duration(v);
+    if (!d || d->count() <= 0) return fmt::format("invalid duration \"{}\"", v);
+    o.*m = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    return std::nullopt;
+  };
+}
 auto list(std::vector<std::string> options::*m) {
   return [m](options& o, std::string_view v) -> std::optional<std::string> {
     o.*m = split_list(v);
@@ -95,6 +103,13 @@ const std::vector<flag_def>& flags() {
       {"include-label-prefix", kind::list, "Comma-separated label prefixes copied to primary objects; * for all.", list(&options::include_label_prefix)},
       {"enable-leader-election", kind::boolean, "Enable leader election.", boolean(&options::enable_leader_election)},
       {"leader-election-namespace", kind::string, "Namespace of the leader election Lease.", str(&options::leader_election_namespace)},
+      {"leader-election-lease-duration", kind::duration, "How long a Lease holds without renewal (ours; Flagger: 60s).",
+       duration(&options::leader_election_lease_duration)},
+      {"leader-election-renew-deadline", kind::duration,
+       "How long a leader keeps writing without a successful renewal; shorter than the lease (ours; Flagger: 15s).",
+       duration(&options::leader_election_renew_deadline)},
+      {"leader-election-retry-period", kind::duration, "How often the Lease is renewed or tried (ours; Flagger: 5s).",
+       duration(&options::leader_election_retry_period)},
       {"kubeconfig-qps", kind::number, "Client-side QPS limit towards the API server.",
        [](options& o, std::string_view v) -> std::optional<std::string> {
          auto n = parse_number<double>(v);
@@ -196,6 +211,10 @@ std::optional<std::string> parse_options(const std::vector<std::string>& args, o
         if (auto err = f.set(out, *v)) return fmt::format("invalid value in ${}: {}", f.env, *err);
       }
     }
+  }
+  // client-go refuses a renew deadline that is not shorter than the lease: fencing needs the gap.
+  if (out.leader_election_renew_deadline >= out.leader_election_lease_duration) {
+    return std::string("-leader-election-renew-deadline must be shorter than -leader-election-lease-duration");
   }
   // Flagger (cmd/flagger/main.go): -namespace, when set, overrides -leader-election-namespace.
   if (!out.namespace_.empty()) out.leader_election_namespace = out.namespace_;

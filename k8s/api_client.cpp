@@ -159,6 +159,11 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
   };
   for (;;) {
     if (shut_down_) co_return cancelled_error(description);
+    if (fence_ && !fence_(req)) {
+      api_error e = cancelled_error(description);
+      e.message = "fenced: this replica is not the leader";
+      co_return e;
+    }
     auto waited = impl_->limiter.throttled();
     auto ec = co_await impl_->limiter.acquire(deadline);
     if (impl_->limiter.throttled() != waited) ++stats_.throttled;

@@ -178,6 +178,10 @@ class api_client {
   // Closes idle connections; every later call fails with errc::cancelled.
   void shutdown() noexcept;
 
+  // A fence (leader election): a request for which `allowed` returns false is not sent and fails
+  // with errc::cancelled ("fenced: ..."). Checked at every attempt, retries included.
+  void set_fence(std::function<bool(const http::request&)> allowed) { fence_ = std::move(allowed); }
+
  private:
   struct impl;
   api_client(boost::asio::any_io_executor ex, api_client_options opts);
@@ -195,6 +199,7 @@ class api_client {
   std::unique_ptr<impl> impl_;
   request_stats stats_;
   bool shut_down_ = false;
+  std::function<bool(const http::request&)> fence_;
 };
 
 }  // namespace canaryd::k8s

@@ -773,3 +773,49 @@ TEST_CASE("kubesim: a cache with a label selector syncs and sees a change within
   CHECK(st.latency_ms >= 0);
   CHECK(st.latency_ms < 100);
 }
+
+namespace {
+struct fence_state {
+  bool fenced_write_refused = false;
+  std::string fenced_message;
+  bool read_passed = false;
+  bool lease_passed = false;
+  bool reopened_write_passed = false;
+  bool write_reached_server = false;
+};
+
+asio::awaitable<void> fence(const kubesim_instance* sim, fence_state* st) {
+  auto ex = co_await asio::this_coro::executor;
+  auto c = client_for(ex, kubesim_config(*sim));
+  bool open = false;
+  c->set_fence([&open](const canaryd::http::request& r) {
+    return open || r.method == "GET" || r.target.starts_with("/apis/coordination.k8s.io/");
+  });
+  auto refused = co_await c->create(configmaps, "default", cm("default", "fenced", "1"));
+  st->fenced_write_refused = !refused && refused.error().code == canaryd::http::errc::cancelled;
+  if (!refused) st->fenced_message = refused.error().message;
+  st->read_passed = (co_await c->list(configmaps, "default")).has_value();
+  const k8s::resource leases{"coordination.k8s.io", "v1", "leases", true};
+  auto lease = co_await c->create(leases, "default",
+                                  R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l"},"spec":{}})");
+  st->lease_passed = lease.has_value();
+  open = true;
+  st->reopened_write_passed = (co_await c->create(configmaps, "default", cm("default", "open", "1"))).has_value();
+  auto got = co_await c->get(configmaps, "default", "fenced");
+  st->write_reached_server = got.has_value();
+}
+}  // namespace
+
+TEST_CASE("kubesim: a closed write fence keeps writes from being sent; reads and the Lease pass") {
+  canaryd::log::set_level(canaryd::log::level::warn);
+  kubesim_instance sim;
+  asio::io_context io;
+  fence_state st;
+  run_io(io, fence(&sim, &st));
+  CHECK(st.fenced_write_refused);
+  CHECK(st.fenced_message.find("fenced") != std::string::npos);
+  CHECK(st.read_passed);
+  CHECK(st.lease_passed);
+  CHECK(st.reopened_write_passed);
+  CHECK_FALSE(st.write_reached_server);
+}
