@@ -113,7 +113,7 @@ class app_impl final : public app {
     metric_templates_ = make_cache(resources::metric_templates);
     cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
                                                  *secrets_, *hpas_, *metric_templates_});
-    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_);
+    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, metrics_);
 
     // Canary tasks start once every cache holds its first list: before that a task would see
     // a primary or Service as missing and try to create it.
