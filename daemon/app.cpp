@@ -130,7 +130,7 @@ class app_impl final : public app {
     cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
                                                  *secrets_, *hpas_, *metric_templates_});
     alerts_ = std::make_unique<alert_sender>(ex_, *alert_providers_, *secrets_, opts_, metrics_);
-    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_);
+    runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_, metrics_);
 
     // Canary tasks start once every cache holds its first list: before that a task would see
     // a primary or Service as missing and try to create it.

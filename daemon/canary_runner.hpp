@@ -36,14 +36,19 @@ class target_controller;
 class service_router;
 class mesh_router;
 class metric_runner;
+class metrics_registry;
+class metric_family;
 
 class canary_runner {
  public:
   // Which cache a change came from (for the interest index).
   enum class source { deployment, configmap, secret };
 
-  // `alerts` delivers send_alert steps; it must outlive the runner.
-  canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts, alert_sender& alerts);
+  // `alerts` delivers send_alert steps; `registry` receives the task metrics
+  // (canaryd_canary_tasks, canaryd_canaries_resumed, canaryd_timer_lag_seconds). Both must
+  // outlive the runner.
+  canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts, alert_sender& alerts,
+                metrics_registry& registry);
   ~canary_runner();
   canary_runner(const canary_runner&) = delete;
   canary_runner& operator=(const canary_runner&) = delete;
@@ -79,6 +84,12 @@ class canary_runner {
   // "<source>/<namespace>/<name>" -> canary keys.
   std::map<std::string, std::set<std::string>, std::less<>> interests_;
   bool stopped_ = false;
+  // Task metrics, for bench/ and operators: running tasks; tasks whose first decision since
+  // start was applied (equal to the canary count once a cold start has resumed every canary);
+  // how late each timer wake fired against its due time.
+  metric_family& tasks_gauge_;
+  metric_family& resumed_;
+  metric_family& timer_lag_;
 
   friend struct runner_access;
 };

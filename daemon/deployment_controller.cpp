@@ -13,7 +13,10 @@
 #include <array>
 #include <cassert>
 #include <fmt/format.h>
+#include <map>
+#include <optional>
 #include <random>
+#include <set>
 
 #include "core/primary.hpp"
 #include "core/revision.hpp"
@@ -68,32 +71,38 @@ class deployment_controller final : public target_controller {
     const std::string& ns = c.metadata.namespace_;
     const auto target = k_.deployments.get(ns, c.spec.target_ref.name);
     if (!target) {
+      facts_.erase(k8s::object_key(ns, c.spec.target_ref.name));
       obs.target_error = core::missing_deployment_error(c.spec.target_ref.name, ns);
       return;
     }
-    if (auto label = core::selector_label(target->json(), opts_.selector_labels); !label) {
-      obs.target_error = label.error();
+    facts& f = facts_of(target);
+    if (f.label_error) {
+      obs.target_error = *f.label_error;
       return;
     }
-    const std::string tmpl = template_json(target->json());
-    auto revision = core::pod_template_revision(tmpl.empty() ? std::string_view("{}") : std::string_view(tmpl));
-    if (!revision.ok()) {
+    if (!f.revision_ok) {
       obs.target_error = fmt::format("deployment {}.{} has no readable pod template", c.spec.target_ref.name, ns);
       return;
     }
-    obs.target_revision = revision.value;
-    auto configs = tracked_configs(c, tmpl);
+    obs.target_revision = f.revision;
+    auto configs = tracked_configs(c, f.has_template, f.refs);
     if (!configs) {
       obs.target_error = configs.error();
       return;
     }
     for (const auto& t : *configs) obs.tracked_configs[t.key] = t.checksum;
-    obs.target_scaled_to_zero = core::deployment_replicas(target->json()) == 0;
+    obs.target_scaled_to_zero = f.replicas == 0;
     obs.canary = core::canary_readiness(c, target->json(), now);
     const auto primary = k_.deployments.get(ns, c.primary_workload_name());
     obs.primary = core::primary_readiness(c, primary ? primary->json() : std::string_view(), now);
     if (primary) {
-      obs.primary_matches_target = core::primary_matches_target(target->json(), primary->json(), options_for(*configs));
+      auto o = options_for(*configs);
+      if (std::string pv = spec_version(*primary); f.matched_primary != pv || f.matched_configs != o.tracked_configs) {
+        f.matched_primary = std::move(pv);
+        f.matched_configs = o.tracked_configs;
+        f.primary_matches = core::primary_matches_target(target->json(), primary->json(), o);
+      }
+      obs.primary_matches_target = f.primary_matches;
     }
   }
 
@@ -177,12 +186,61 @@ class deployment_controller final : public target_controller {
     return action_result(boost::system::in_place_error, fmt::format(f, std::forward<Args>(args)...));
   }
 
+  // What observe() derives from a target Deployment's spec (and, for primary_matches_target,
+  // its primary's), kept per target so that the ~6 ticks of a release (woken by the task's own
+  // writes and by the controllers' status updates) do not parse the same specs again: that
+  // parsing was most of a tick's CPU and why 100 simultaneous releases queued for ~0.5 s
+  // (bench/README.md, "Profile"). Every input here is under spec, so an object's uid and
+  // metadata.generation (which the API server bumps on every spec change and never on a status
+  // change) name it; an object without a generation is named by its resourceVersion.
+  struct facts {
+    std::string target;  // spec_version() of the target the facts came from
+    std::optional<std::string> label_error;  // selector_label()'s error
+    bool has_template = false;
+    bool revision_ok = false;
+    std::string revision;
+    core::decoded<std::vector<core::config_ref>> refs;
+    std::optional<long long> replicas;
+    // primary_matches_target() of the target against this primary with these tracked configs.
+    std::string matched_primary;
+    std::set<std::string> matched_configs;
+    bool primary_matches = false;
+  };
+
+  static std::string spec_version(const k8s::object& o) {
+    if (o.generation() > 0) return fmt::format("{}/g{}", o.uid(), o.generation());
+    return fmt::format("{}/r{}", o.uid(), o.resource_version());
+  }
+
+  facts& facts_of(const k8s::object_ptr& target) const {
+    facts& f = facts_[target->key()];
+    std::string version = spec_version(*target);
+    if (f.target == version) return f;
+    f = facts{};
+    f.target = std::move(version);
+    if (auto label = core::selector_label(target->json(), opts_.selector_labels); !label) f.label_error = label.error();
+    const std::string tmpl = template_json(target->json());
+    auto revision = core::pod_template_revision(tmpl.empty() ? std::string_view("{}") : std::string_view(tmpl));
+    f.revision_ok = revision.ok();
+    f.revision = std::move(revision.value);
+    f.has_template = !tmpl.empty();
+    if (f.has_template && opts_.enable_config_tracking) f.refs = core::find_config_refs(tmpl);
+    f.replicas = core::deployment_replicas(target->json());
+    return f;
+  }
+
   // GetTargetConfigs: every referenced config that exists and is trackable; a missing
   // mandatory one is Flagger's get-query error, a missing optional one is skipped.
   core::text_result<std::vector<tracked>> tracked_configs(const core::canary& c, std::string_view tmpl) const {
+    if (!opts_.enable_config_tracking || tmpl.empty()) return std::vector<tracked>{};
+    return tracked_configs(c, true, core::find_config_refs(tmpl));
+  }
+
+  // The same from the template's config references (find_config_refs() of it).
+  core::text_result<std::vector<tracked>> tracked_configs(const core::canary& c, bool has_template,
+                                                          const core::decoded<std::vector<core::config_ref>>& refs) const {
     std::vector<tracked> out;
-    if (!opts_.enable_config_tracking || tmpl.empty()) return out;
-    auto refs = core::find_config_refs(tmpl);
+    if (!opts_.enable_config_tracking || !has_template) return out;
     if (!refs.ok()) return std::string("the pod template's config references are not readable");
     for (const auto& ref : refs.value) {
       const bool is_cm = ref.kind == core::config_ref::kind_t::config_map;
@@ -367,6 +425,7 @@ class deployment_controller final : public target_controller {
   cluster& k_;
   const options& opts_;
   std::mt19937_64 random_;
+  mutable std::map<std::string, facts, std::less<>> facts_;  // target key -> facts; see facts
 };
 
 }  // namespace
