@@ -19,6 +19,7 @@
 #include "core/metric_check.hpp"
 #include "core/rollout.hpp"
 #include "daemon/alert_sender.hpp"
+#include "daemon/canary_metrics.hpp"
 #include "daemon/event_recorder.hpp"
 #include "daemon/metric_runner.hpp"
 #include "daemon/metrics_registry.hpp"
@@ -40,6 +41,7 @@ struct canary_runner::task {
     name = key.substr(slash + 1);
   }
   std::string key, namespace_name, name;
+  std::string target_name;  // the last tick's targetRef.name (Flagger's metric label)
   asio::steady_timer timer;
   bool dirty = true;     // something changed since the last decide()
   bool stopped = false;
@@ -128,6 +130,8 @@ struct runner_access {
     auto dec = core::decode_canary(obj->json(), dopts);
     const core::canary& c = dec.value;
     const core::wall_time now = core::wall_clock::now();
+    const auto started = std::chrono::steady_clock::now();
+    t.target_name = c.spec.target_ref.name;
 
     core::observed_state obs;
     if (c.analysis_or_empty().affinity) obs.random_letters = random_letters(20);
@@ -180,10 +184,19 @@ struct runner_access {
       if (d.need_metrics) {
         obs.metric_results = co_await r.metrics_->run(c, *d.need_metrics);
         if (t.stopped) co_return std::nullopt;
+        const auto& metrics = c.analysis_or_empty().metrics;
+        for (std::size_t i = 0; i < d.need_metrics->queries.size() && i < obs.metric_results->size(); ++i) {
+          const auto& q = d.need_metrics->queries[i];
+          const auto& o = (*obs.metric_results)[i];
+          if (o.result != core::metric_observation::outcome::value || q.metric >= metrics.size()) continue;
+          r.flagger_metrics_->metric_checked(c, metrics[q.metric], q.kind == core::metric_query_kind::request_duration,
+                                             o.value);
+        }
         continue;
       }
       co_await apply(r, t, c, *obj, target, mesh, d);
       if (d.step_taken) t.last_step = now;
+      r.flagger_metrics_->tick(c, d, std::chrono::steady_clock::now() - started);
       co_return d.wake_at;
     }
     log::error("decide() kept asking for input; giving up until the next change", {{"canary", c.id()}});
@@ -340,6 +353,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       deployments_(make_deployment_controller(k, opts)),
       services_(make_service_router(k, opts)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
+      flagger_metrics_(std::make_unique<canary_metrics>(registry)),
       tasks_gauge_(registry.gauge("canaryd_canary_tasks", "Running canary tasks")),
       resumed_(registry.counter("canaryd_canaries_resumed",
                                 "Canary tasks that finished their first decision since the process started")),
@@ -364,6 +378,7 @@ void canary_runner::add(const std::string& key) {
   }
   auto t = std::make_shared<task>(ex_, key);
   tasks_.emplace(key, t);
+  flagger_metrics_->canary_added(t->namespace_name);
   tasks_gauge_.set({}, static_cast<double>(tasks_.size()));
   asio::co_spawn(ex_, runner_access::run(*this, t), [key](std::exception_ptr e) {
     if (!e) return;
@@ -390,6 +405,7 @@ void canary_runner::remove(const std::string& key) {
   t->timer.cancel();
   set_interests(*t, {});
   events_->forget(key);  // before erase: `key` may be the map's own key (stop() passes it)
+  flagger_metrics_->canary_removed(t->namespace_name, t->target_name);
   tasks_.erase(it);
   tasks_gauge_.set({}, static_cast<double>(tasks_.size()));
 }

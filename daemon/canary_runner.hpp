@@ -36,6 +36,7 @@ class target_controller;
 class service_router;
 class mesh_router;
 class metric_runner;
+class canary_metrics;
 class metrics_registry;
 class metric_family;
 
@@ -79,6 +80,7 @@ class canary_runner {
   std::unique_ptr<target_controller> deployments_;
   std::unique_ptr<service_router> services_;
   std::unique_ptr<metric_runner> metrics_;
+  std::unique_ptr<canary_metrics> flagger_metrics_;  // Flagger's flagger_canary_* families
   std::map<std::string, std::unique_ptr<mesh_router>, std::less<>> meshes_;
   std::map<std::string, std::shared_ptr<task>> tasks_;
   // "<source>/<namespace>/<name>" -> canary keys.

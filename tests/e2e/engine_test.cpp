@@ -405,3 +405,47 @@ TEST_CASE("confirm-rollout and post-rollout webhooks are POSTed Flagger's payloa
   CHECK(saw_gate);
   CHECK(saw_post);
 }
+
+TEST_CASE("canaryd's /metrics has Flagger's families following a rollout, and a real Prometheus scrapes them") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  init_podinfo(sim);
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.9"});
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
+
+  const std::string target = "127.0.0.1:" + std::to_string(d.port);
+  auto metrics = http_call("GET", "http://" + target + "/metrics");
+  REQUIRE(metrics);
+  const std::string& m = metrics->body;
+  INFO(m);
+  CHECK(m.find("flagger_info{version=\"") != std::string::npos);
+  CHECK(m.find("flagger_canary_total{namespace=\"demo\"} 1") != std::string::npos);
+  CHECK(m.find("flagger_canary_status{name=\"podinfo\",namespace=\"demo\"} 1") != std::string::npos);
+  CHECK(m.find("flagger_canary_weight{workload=\"podinfo-primary\",namespace=\"demo\"} 100") != std::string::npos);
+  CHECK(m.find("flagger_canary_weight{workload=\"podinfo\",namespace=\"demo\"} 0") != std::string::npos);
+  CHECK(m.find("flagger_canary_successes_total{name=\"podinfo\",namespace=\"demo\",deployment_strategy=\"blue-green\","
+               "analysis_status=\"completed\"} 1") != std::string::npos);
+  CHECK(m.find("flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"demo\"}") != std::string::npos);
+
+  // A real Prometheus scrapes canaryd's /metrics.
+  temp_dir prom_dir;
+  {
+    std::ofstream cfg(prom_dir.path() / "prometheus.yml");
+    cfg << "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: canaryd\n    static_configs:\n"
+           "      - targets: [\"" << target << "\"]\n";
+  }
+  const int prom_port = free_port();
+  child prom({"/usr/bin/prometheus", "--config.file=" + (prom_dir.path() / "prometheus.yml").string(),
+              "--storage.tsdb.path=" + (prom_dir.path() / "data").string(),
+              "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+             {}, prom_dir.path() / "prometheus.log");
+  const std::string prom_url = "http://127.0.0.1:" + std::to_string(prom_port);
+  bool scraped = eventually(
+      [&] {
+        auto r = http_call("GET", prom_url + "/api/v1/query?query=flagger_canary_successes_total");
+        return r && r->status == 200 && r->body.find("\"podinfo\"") != std::string::npos;
+      },
+      30s);
+  CHECK_MESSAGE(scraped, "Prometheus never had flagger_canary_successes_total; its log:\n" << read_text(prom_dir.path() / "prometheus.log"));
+}
