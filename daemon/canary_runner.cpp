@@ -230,8 +230,9 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
         std::vector<core::webhook_outcome> outcomes;
         for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
-        for (const auto& e : core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes))
-          co_await r.events_->record(c, e);
+        // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
+        const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
+        for (const auto& e : events) co_await r.events_->record(c, e);
       }
       if (!res) {
         core::canary_event ev;

@@ -1,5 +1,7 @@
 #include "daemon/event_recorder.hpp"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 #include <fmt/format.h>
@@ -31,21 +33,26 @@ boost::asio::awaitable<void> event_recorder::record(const core::canary& c, const
   const std::string ts = now_text();
   auto key = std::make_tuple(ns + "/" + c.metadata.name, std::string(e.type()), e.message);
   if (auto it = seen_.find(key); it != seen_.end()) {
+    // No iterator lives across the co_await: another record() or forget() may change seen_
+    // meanwhile (holding one was a use-after-free, then a double erase, under load).
+    const std::string name = it->second.name;
+    const std::int64_t count = it->second.count + 1;
     json::object p;
-    p["count"] = it->second.count + 1;
+    p["count"] = count;
     p["lastTimestamp"] = ts;
     const std::string body = json::serialize(p);
-    const std::string name = it->second.name;
     auto r = co_await client_.patch(resources::events, ns, name, k8s::patch_type::merge, body);
+    auto again = seen_.find(key);
+    const bool same = again != seen_.end() && again->second.name == name;
     if (r) {
-      ++it->second.count;
+      if (same) again->second.count = std::max(again->second.count, count);
       co_return;
     }
     if (!k8s::is_not_found(r.error())) {
       log::warn(fmt::format("cannot update event {}: {}", name, r.error().what()), {{"canary", id}});
       co_return;
     }
-    seen_.erase(it);  // deleted (TTL): write a new one
+    if (same) seen_.erase(again);  // deleted (TTL): write a new one
   }
   auto now = std::chrono::system_clock::now().time_since_epoch();
   std::string name = fmt::format("{}.{:x}{:04x}", c.metadata.name,
