@@ -75,6 +75,24 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
+// Releases a new revision of podinfo whose pods get `annotation: value` (kubesim's behaviour
+// knobs), and expects its checks to fail with `halt_event` until the canary is rolled back to
+// 100/0 at the example's threshold of 10, the primary still on 6.0.0. Returns the weights seen.
+std::vector<int> expect_rollback(const kubesim_instance& sim, const std::string& annotation, const std::string& value,
+                                 const std::string& halt_event) {
+  sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
+                  R"({"spec":{"template":{"metadata":{"annotations":{")" + annotation + R"(":")" + value + R"("}}}}})"});
+  std::vector<int> seen;
+  bool failed = follow_weights(sim, "Failed", 120s, seen);
+  auto evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK_MESSAGE(has_event(evs, "Warning", halt_event), dump(evs));
+  CHECK(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 10"));
+  CHECK(vs_weights(sim) == weights{100, 0});
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  return seen;
+}
+
 void setup_istio(const kubesim_instance& sim) {
   setup_cluster(sim);
   sim.kubectl_ok({"apply", "-f", (source_root() / "tests" / "sim" / "data" / "istio-crds.yaml").string()});
@@ -137,16 +155,7 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
   }
 
   SUBCASE("a release answering 30 % with 500 fails request-success-rate and rolls back to 100/0") {
-    sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
-                    R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/error-rate":"0.3"}}}}})"});
-    std::vector<int> seen;
-    bool failed = follow_weights(sim, "Failed", 120s, seen);
-    auto evs = canary_events(sim, "podinfo");
-    REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
-    CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement success rate"), dump(evs));
-    CHECK(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 10"));
-    CHECK(vs_weights(sim) == weights{100, 0});
-    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+    auto seen = expect_rollback(sim, "kubesim.dev/error-rate", "0.3", "Halt podinfo.demo advancement success rate");
     // It never got to maxWeight. (It does pass a few steps: the 1m rate window still holds the
     // error-free requests the target's pods served before initialization scaled them down.)
     for (int w : seen) CHECK(w < 50);
@@ -154,16 +163,8 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
   }
 
   SUBCASE("a release answering in 800 ms fails request-duration and rolls back to 100/0") {
-    sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
-                    R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/latency-ms":"800"}}}}})"});
-    std::vector<int> seen;
-    bool failed = follow_weights(sim, "Failed", 120s, seen);
-    auto evs = canary_events(sim, "podinfo");
-    REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
-    CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement request duration"), dump(evs));
-    CHECK(has_event(evs, "Warning", "> 500ms"));
-    CHECK(vs_weights(sim) == weights{100, 0});
-    CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+    expect_rollback(sim, "kubesim.dev/latency-ms", "800", "Halt podinfo.demo advancement request duration");
+    CHECK(has_event(canary_events(sim, "podinfo"), "Warning", "> 500ms"));
   }
 
   d.proc->signal(SIGTERM);
