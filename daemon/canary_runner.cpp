@@ -191,9 +191,17 @@ struct runner_access {
       if (auto* a = std::get_if<core::workload_action>(&step)) {
         res = co_await workload(r, t, c, obj, target, mesh, *a);
       } else if (auto* s = std::get_if<core::reconcile_primary_scaler>(&step)) {
-        res = target ? co_await target->reconcile_primary_scaler(c, s->init) : action_result(std::string("no target controller"));
+        // Not `target ? co_await ... : ...`: GCC 12 destroys a co_await result inside a
+        // conditional operator twice, a double free whenever the result holds an error string.
+        if (target)
+          res = co_await target->reconcile_primary_scaler(c, s->init);
+        else
+          res = action_result(std::string("no target controller"));
       } else if (auto* s = std::get_if<core::set_routes>(&step)) {
-        res = mesh ? co_await mesh->set_routes(c, s->routes) : action_result(std::string("no router"));
+        if (mesh)
+          res = co_await mesh->set_routes(c, s->routes);
+        else
+          res = action_result(std::string("no router"));
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
       } else if (auto* s = std::get_if<core::record_event>(&step)) {
