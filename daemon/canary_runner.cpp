@@ -49,6 +49,7 @@ struct canary_runner::task {
   std::string written_over;
   std::string cached_version;  // of the cache's object when this tick started
   bool resumed = false;        // the first tick since start has finished
+  bool action_failed = false;  // apply() stopped at a failed cluster action this tick
 };
 
 namespace {
@@ -168,8 +169,18 @@ struct runner_access {
         if (t.stopped) co_return std::nullopt;
         continue;
       }
+      t.action_failed = false;
       co_await apply(r, t, c, *obj, target, mesh, d);
       if (d.step_taken) t.last_step = now;
+      // A failed cluster action (5xx, timeout, the client rate limit's deadline) leaves the
+      // cluster short of the decision, and an idle decision (initialization, the end of a
+      // promotion) waits for a change that then never comes: found by bench/ at 10,000 canaries,
+      // where 6,000 initializations stalled for good. Retry after one analysis interval, as
+      // Flagger's per-canary ticker would.
+      if (t.action_failed) {
+        const core::wall_time retry = now + c.analysis_interval();
+        if (!d.wake_at || *d.wake_at > retry) co_return retry;
+      }
       co_return d.wake_at;
     }
     log::error("decide() kept asking for input; giving up until the next change", {{"canary", c.id()}});
@@ -216,6 +227,7 @@ struct runner_access {
           co_await r.events_->record(c, e);
       }
       if (!res) {
+        t.action_failed = true;
         core::canary_event ev;
         ev.severity = core::event_severity::warning;
         ev.message = res.error();
