@@ -53,6 +53,7 @@ struct canary_runner::task {
   std::string written_over;
   std::string cached_version;  // of the cache's object when this tick started
   bool resumed = false;        // the first tick since start has finished
+  bool action_failed = false;  // apply() stopped at a failed cluster action this tick
 };
 
 namespace {
@@ -194,9 +195,19 @@ struct runner_access {
         }
         continue;
       }
+      t.action_failed = false;
       co_await apply(r, t, c, *obj, target, mesh, d);
       if (d.step_taken) t.last_step = now;
       r.flagger_metrics_->tick(c, d, std::chrono::steady_clock::now() - started);
+      // A failed cluster action (5xx, timeout, the client rate limit's deadline) leaves the
+      // cluster short of the decision, and an idle decision (initialization, the end of a
+      // promotion) waits for a change that then never comes: found by bench/ at 10,000 canaries,
+      // where 6,000 initializations stalled for good. Retry after one analysis interval, as
+      // Flagger's per-canary ticker would.
+      if (t.action_failed) {
+        const core::wall_time retry = now + c.analysis_interval();
+        if (!d.wake_at || *d.wake_at > retry) co_return retry;
+      }
       co_return d.wake_at;
     }
     log::error("decide() kept asking for input; giving up until the next change", {{"canary", c.id()}});
@@ -218,9 +229,17 @@ struct runner_access {
       if (auto* a = std::get_if<core::workload_action>(&step)) {
         res = co_await workload(r, t, c, obj, target, mesh, *a);
       } else if (auto* s = std::get_if<core::reconcile_primary_scaler>(&step)) {
-        res = target ? co_await target->reconcile_primary_scaler(c, s->init) : action_result(std::string("no target controller"));
+        // Not `target ? co_await ... : ...`: GCC 12 destroys a co_await result inside a
+        // conditional operator twice, a double free whenever the result holds an error string.
+        if (target)
+          res = co_await target->reconcile_primary_scaler(c, s->init);
+        else
+          res = action_result(std::string("no target controller"));
       } else if (auto* s = std::get_if<core::set_routes>(&step)) {
-        res = mesh ? co_await mesh->set_routes(c, *s) : action_result(std::string("no router"));
+        if (mesh)
+          res = co_await mesh->set_routes(c, *s);
+        else
+          res = action_result(std::string("no router"));
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
       } else if (auto* s = std::get_if<core::record_event>(&step)) {
@@ -235,6 +254,7 @@ struct runner_access {
         for (const auto& e : events) co_await r.events_->record(c, e);
       }
       if (!res) {
+        t.action_failed = true;
         core::canary_event ev;
         ev.severity = core::event_severity::warning;
         ev.message = res.error();
