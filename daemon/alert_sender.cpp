@@ -36,23 +36,6 @@ struct resolved {
   std::string provider;  // "<name>.<namespace>" or "global"
 };
 
-// A Secret's key: data (base64) first, then stringData (kept by API servers that do not
-// convert it). nullopt when absent or not valid base64.
-std::optional<std::string> secret_value(const json::value& secret, std::string_view key) {
-  if (!secret.is_object()) return std::nullopt;
-  const auto& o = secret.get_object();
-  if (auto* data = o.if_contains("data"); data && data->is_object()) {
-    if (auto* v = data->get_object().if_contains(key); v && v->is_string()) {
-      auto decoded = k8s::base64_decode(std::string_view(v->get_string()));
-      if (!decoded) return std::nullopt;
-      return decoded;
-    }
-  }
-  if (auto* data = o.if_contains("stringData"); data && data->is_object()) {
-    if (auto* v = data->get_object().if_contains(key); v && v->is_string()) return std::string(v->get_string());
-  }
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -105,18 +88,12 @@ struct alert_sender::state {
     if (!p.secret_ref.empty()) {
       auto secret = secrets.get(ns, p.secret_ref);
       if (!secret) return fmt::format("alert provider {} secretRef error: secret {} not found", out.provider, p.secret_ref);
-      json::value v;
-      try {
-        v = secret->to_value();
-      } catch (const std::exception& e) {
-        return fmt::format("alert provider {} secretRef error: secret {}: {}", out.provider, p.secret_ref, e.what());
-      }
-      auto address = secret_value(v, "address");
+      auto address = k8s::secret_value(*secret, "address");
       if (!address)
         return fmt::format("alert provider {} secretRef error: secret {} does not contain an address", out.provider,
                            p.secret_ref);
       out.target.address = std::move(*address);
-      if (auto token = secret_value(v, "token")) out.target.token = std::move(*token);
+      if (auto token = k8s::secret_value(*secret, "token")) out.target.token = std::move(*token);
     }
     if (auto err = core::alert_target_error(out.target); !err.empty())
       return fmt::format("alert provider {}: {}", out.provider, err);

@@ -73,16 +73,6 @@ core::metric_observation read_answer(const http::response& res) {
   return o;
 }
 
-std::optional<std::string> secret_key(const k8s::object& secret, std::string_view key) {
-  json::value v = secret.to_value();
-  const json::value* d = v.is_object() ? v.as_object().if_contains("data") : nullptr;
-  const json::object* data = d ? d->if_object() : nullptr;
-  if (!data) return std::nullopt;
-  const json::value* item = data->if_contains(key);
-  if (!item || !item->is_string()) return std::nullopt;
-  return k8s::base64_decode(std::string_view(item->as_string()));
-}
-
 }  // namespace
 
 struct metric_runner::template_target {
@@ -134,11 +124,11 @@ boost::system::result<metric_runner::template_target, std::string> metric_runner
       return fmt::format("Metric template {}.{} secret {} error: secrets \"{}\" not found", ref.name, ns,
                          t.provider.secret_ref, t.provider.secret_ref);
     }
-    if (auto token = secret_key(*secret, "token")) {
+    if (auto token = k8s::secret_value(*secret, "token")) {
       out.endpoint.bearer_token = *token;
     } else {
-      auto user = secret_key(*secret, "username");
-      auto pass = secret_key(*secret, "password");
+      auto user = k8s::secret_value(*secret, "username");
+      auto pass = k8s::secret_value(*secret, "password");
       if (!user || !pass) {
         return fmt::format("Metric template {}.{} provider {} error: prometheus credentials does not contain a {}", ref.name,
                            ns, t.provider.type, user ? "password" : "username");

@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include "k8s/config.hpp"
 #include "k8s/json_text.hpp"
 #include "k8s/object_detail.hpp"
 
@@ -121,5 +122,20 @@ boost::system::result<object> object::parse(std::string_view json) {
 }
 
 boost::json::value object::to_value() const { return boost::json::parse(json_); }
+
+std::optional<std::string> secret_value(const object& secret, std::string_view key) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(secret.json(), ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.get_object();
+  if (const auto* data = o.if_contains("data"); data && data->is_object()) {
+    if (const auto* item = data->get_object().if_contains(key); item && item->is_string())
+      return base64_decode(std::string_view(item->get_string()));
+  }
+  if (const auto* data = o.if_contains("stringData"); data && data->is_object()) {
+    if (const auto* item = data->get_object().if_contains(key); item && item->is_string()) return std::string(item->get_string());
+  }
+  return std::nullopt;
+}
 
 }  // namespace canaryd::k8s

@@ -16,6 +16,7 @@
 #include <boost/system/result.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -71,5 +72,10 @@ class object {
 using object_ptr = std::shared_ptr<const object>;
 
 std::string object_key(std::string_view namespace_name, std::string_view name);
+
+// A Secret's value for `key`: data[key] base64-decoded, else stringData[key] (which an API server
+// converts into data, but a Secret read from elsewhere may still carry). nullopt when absent,
+// not a string, or not valid base64.
+std::optional<std::string> secret_value(const object& secret, std::string_view key);
 
 }  // namespace canaryd::k8s
