@@ -101,7 +101,7 @@ TEST_CASE("a healthy release passes the Prometheus checks and is promoted; a fai
   CHECK_MESSAGE(!has_event(evs, "Warning", "Error checking metric providers"), dump(evs));
 
   // A healthy release: every check passes, the run goes through its iterations and promotes.
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   std::vector<std::string> seen;
   bool promoted = wait_phase(sim, "podinfo", "Succeeded", 90s, &seen);
   evs = canary_events(sim, "podinfo");
@@ -156,7 +156,7 @@ TEST_CASE("with Prometheus down the checks fail, never pass, and the events say 
   auto evs = canary_events(sim, "podinfo");
   CHECK_MESSAGE(has_event(evs, "Warning", "Error checking metric providers: prometheus not available"), dump(evs));
 
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   std::vector<std::string> seen;
   bool failed = wait_phase(sim, "podinfo", "Failed", 60s, &seen);
   evs = canary_events(sim, "podinfo");
@@ -234,7 +234,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
   c.replace(c.find("    threshold: 2\n"), 17, "    threshold: 5\n");
   init_podinfo(sim, c);
 
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
   // The proxy passed the rendered query: the variable and the canary's target filled in.
   auto passed = auth_proxy.wait_for_line(R"(status=~"5..")", 5s);
@@ -250,7 +250,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
   // A wrong password: every check fails with the proxy's answer, and the release is rolled back.
   sim.kubectl_ok({"-n", "demo", "patch", "secret", "prom-auth", "--type", "merge", "-p",
                   R"({"stringData":{"password":"wrong"}})"});
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.2"});
+  release(sim, "6.0.2");
   REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Failed", 60s),
                   "phase " << phase_of(sim, "podinfo") << "\n" << dump(canary_events(sim, "podinfo")));
   auto evs = canary_events(sim, "podinfo");

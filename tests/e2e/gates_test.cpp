@@ -33,10 +33,6 @@ bool stays(const kubesim_instance& sim, const std::string& phase, std::chrono::m
   return true;
 }
 
-void release(const kubesim_instance& sim, const std::string& tag) {
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:" + tag});
-}
-
 }  // namespace
 
 TEST_CASE("a closed confirm-promotion gate holds the canary in WaitingPromotion; opening it promotes") {

@@ -154,6 +154,10 @@ void setup_cluster(const kubesim_instance& sim) {
 }
 
 // Deploys podinfo, its Canary, and waits for Initialized.
+void release(const kubesim_instance& sim, const std::string& tag) {
+  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:" + tag});
+}
+
 void init_podinfo(const kubesim_instance& sim, const std::string& canary) {
   sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, podinfo_yaml());
   sim.kubectl_ok({"apply", "-f", "-"}, canary);

@@ -56,6 +56,8 @@ std::string dump(const event_list& evs);
 
 // Applies canaryd's CRDs and creates namespace demo.
 void setup_cluster(const kubesim_instance& sim);
+// A new revision of podinfo: `kubectl set image` to ghcr.io/stefanprodan/podinfo:<tag>.
+void release(const kubesim_instance& sim, const std::string& tag);
 // Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
 

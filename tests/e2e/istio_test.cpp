@@ -40,8 +40,8 @@ struct weights {
   bool operator==(const weights&) const = default;
 };
 
-weights vs_weights(const kubesim_instance& sim) {
-  auto vs = get_json(sim, {"virtualservice", "podinfo"});
+// The weights of http[0] of a VirtualService as read (-1 where absent).
+weights weights_of(const json::value& vs) {
   weights w;
   if (vs.is_null()) return w;
   const json::value* http = vs.at_pointer("/spec").as_object().if_contains("http");
@@ -55,6 +55,8 @@ weights vs_weights(const kubesim_instance& sim) {
   }
   return w;
 }
+
+weights vs_weights(const kubesim_instance& sim) { return weights_of(get_json(sim, {"virtualservice", "podinfo"})); }
 
 // Polls the VirtualService until the canary reaches `phase`, recording every distinct canary
 // weight in the order seen.
@@ -102,14 +104,27 @@ void setup_istio(const kubesim_instance& sim) {
   sim.kubectl_ok({"-n", "demo", "apply", "-f", (*ref / "flagger" / "workloads" / "podinfo-hpa.yaml").string()});
 }
 
+// kubesim with a real Prometheus and Istio's CRDs, and canaryd for the istio provider on it.
+struct istio_cluster {
+  kubesim_instance sim{with_prometheus()};
+  daemon_run d;
+  istio_cluster() {
+    setup_istio(sim);
+    d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  }
+  static kubesim_options with_prometheus() {
+    kubesim_options ko;
+    ko.prometheus = true;
+    return ko;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("Flagger's istio example shifts the VirtualService weights step by step, promotes, and rolls back a failing release") {
-  kubesim_options ko;
-  ko.prometheus = true;
-  kubesim_instance sim(ko);
-  setup_istio(sim);
-  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  istio_cluster cluster;
+  auto& sim = cluster.sim;
+  auto& d = cluster.d;
   init_podinfo(sim, istio_example());
 
   // Initialization: DestinationRules with the example's trafficPolicy and the VirtualService
@@ -128,7 +143,7 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
   CHECK(eventually([&] { return !get_json(sim, {"hpa", "podinfo-primary"}).is_null(); }, 10s));
 
   SUBCASE("a healthy release: stepWeight 5 up to maxWeight 50, then promotion to 100/0") {
-    sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+    release(sim, "6.0.1");
     std::vector<int> seen;
     bool done = follow_weights(sim, "Succeeded", 120s, seen);
     auto evs = canary_events(sim, "podinfo");
@@ -143,7 +158,7 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
     sim.kubectl_ok({"-n", "demo", "patch", "canary", "podinfo", "--type", "merge", "-p",
                     R"({"spec":{"analysis":{"stepWeight":null,"stepWeights":[10,30,50]}}})"});
     REQUIRE(wait_phase(sim, "podinfo", "Succeeded", 10s));
-    sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.2"});
+    release(sim, "6.0.2");
     seen.clear();
     done = follow_weights(sim, "Succeeded", 120s, seen);
     // The first poll may still see the end of the previous run (0).
@@ -174,11 +189,8 @@ TEST_CASE("Flagger's istio example shifts the VirtualService weights step by ste
 }
 
 TEST_CASE("Flagger's A/B example sends only the matched requests to the canary during its iterations, then promotes") {
-  kubesim_options ko;
-  ko.prometheus = true;
-  kubesim_instance sim(ko);
-  setup_istio(sim);
-  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  istio_cluster cluster;
+  auto& sim = cluster.sim;
   auto ref = shared_reference();
   REQUIRE(ref);
   std::string c = read_text(*ref / "flagger" / "examples" / "istio-abtest.yaml");
@@ -195,7 +207,7 @@ TEST_CASE("Flagger's A/B example sends only the matched requests to the canary d
                                     "        kubesim.dev/cookie-share: \"0.25\"\n");
   init_podinfo(sim, c);
 
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   REQUIRE(eventually([&] { return vs_weights(sim) == weights{0, 100}; }, 30s));
   auto vs = get_json(sim, {"virtualservice", "podinfo"});
   const auto& http = vs.at_pointer("/spec/http").as_array();
@@ -227,23 +239,20 @@ TEST_CASE("Flagger's A/B example sends only the matched requests to the canary d
 }
 
 TEST_CASE("blue/green with mirroring: mirrored first, then all traffic to the canary for one iteration, then promotion") {
-  kubesim_options ko;
-  ko.prometheus = true;
-  kubesim_instance sim(ko);
-  setup_istio(sim);
-  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  istio_cluster cluster;
+  auto& sim = cluster.sim;
   std::string c = istio_example();
   replace_once(c, "    maxWeight: 50\n    stepWeight: 5\n", "    iterations: 5\n    mirror: true\n    mirrorWeight: 100\n");
   init_podinfo(sim, c);
 
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   // Distinct (primary, canary, mirrored) states of the VirtualService, in order.
   std::vector<std::string> states;
   bool done = eventually(
       [&] {
         auto vs = get_json(sim, {"virtualservice", "podinfo"});
         if (!vs.is_null()) {
-          weights w = vs_weights(sim);
+          weights w = weights_of(vs);  // the same read as the mirror: two reads could straddle a write
           const auto& r0 = vs.at_pointer("/spec/http/0").as_object();
           std::string st = std::to_string(w.primary) + "/" + std::to_string(w.canary) + (r0.contains("mirror") ? " mirrored" : "");
           if (states.empty() || states.back() != st) states.push_back(st);
@@ -262,17 +271,14 @@ TEST_CASE("blue/green with mirroring: mirrored first, then all traffic to the ca
 }
 
 TEST_CASE("session affinity: the canary's cookie is set and made sticky while it has weight, and deleted after promotion") {
-  kubesim_options ko;
-  ko.prometheus = true;
-  kubesim_instance sim(ko);
-  setup_istio(sim);
-  auto d = start_canaryd(sim, {"-mesh-provider", "istio", "-metrics-server", sim.prometheus_url()});
+  istio_cluster cluster;
+  auto& sim = cluster.sim;
   std::string c = istio_example();
   replace_once(c, "    maxWeight: 50\n    stepWeight: 5\n",
                "    maxWeight: 30\n    stepWeight: 10\n    sessionAffinity:\n      cookieName: flagger-cookie\n      maxAge: 21600\n");
   init_podinfo(sim, c);
 
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   REQUIRE(eventually([&] { return vs_weights(sim).canary > 0; }, 30s));
   std::string cookie;
   REQUIRE(eventually(

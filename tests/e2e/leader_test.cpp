@@ -72,7 +72,7 @@ TEST_CASE("a standby is alive but not ready, and takes over a killed leader's ro
   CHECK(str_at(lease, {"spec", "holderIdentity"}) == a_id);
 
   init_podinfo(sim, long_canary());
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   REQUIRE(wait_phase(sim, "podinfo", "Progressing", 30s));
   std::this_thread::sleep_for(2s);
   a.proc->signal(SIGKILL);
@@ -104,7 +104,7 @@ TEST_CASE("a leader frozen past its lease never writes again after it wakes, and
   REQUIRE(!a_id.empty());
   auto b = start_canaryd(sim, election_flags);
   init_podinfo(sim, long_canary());
-  sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1"});
+  release(sim, "6.0.1");
   REQUIRE(wait_phase(sim, "podinfo", "Progressing", 30s));
   std::this_thread::sleep_for(1500ms);
 
