@@ -415,9 +415,16 @@ TEST_CASE("canaryd's /metrics has Flagger's families following a rollout, and a 
   REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 60s), dump(canary_events(sim, "podinfo")));
 
   const std::string target = "127.0.0.1:" + std::to_string(d.port);
-  auto metrics = http_call("GET", "http://" + target + "/metrics");
-  REQUIRE(metrics);
-  const std::string& m = metrics->body;
+  // canaryd counts a tick after its writes land, so the Succeeded status can be seen a moment
+  // before the counter moves (CI's ASan build saw it): read /metrics until the tick is counted.
+  std::string m;
+  eventually(
+      [&] {
+        auto metrics = http_call("GET", "http://" + target + "/metrics");
+        if (metrics) m = metrics->body;
+        return m.find("flagger_canary_successes_total{name=\"podinfo\"") != std::string::npos;
+      },
+      10s);
   INFO(m);
   CHECK(m.find("flagger_info{version=\"") != std::string::npos);
   CHECK(m.find("flagger_canary_total{namespace=\"demo\"} 1") != std::string::npos);
