@@ -243,7 +243,7 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
       } else if (auto* s = std::get_if<core::record_event>(&step)) {
-        co_await r.events_->record(c, s->event);
+        r.events_->record(c, s->event);
       } else if (auto* s = std::get_if<core::send_alert>(&step)) {
         r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
       } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
@@ -251,7 +251,7 @@ struct runner_access {
         for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
         // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
         const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
-        for (const auto& e : events) co_await r.events_->record(c, e);
+        for (const auto& e : events) r.events_->record(c, e);
       }
       if (!res) {
         t.action_failed = true;
@@ -259,7 +259,7 @@ struct runner_access {
         ev.severity = core::event_severity::warning;
         ev.message = res.error();
         ev.phase = c.status.phase;
-        co_await r.events_->record(c, ev);
+        r.events_->record(c, ev);
         co_return;
       }
     }
@@ -289,7 +289,7 @@ struct runner_access {
           ev.severity = core::event_severity::error;
           ev.message = fmt::format("Error checking metric providers: {}", problem);
           ev.phase = c.status.phase;
-          co_await r.events_->record(c, ev);
+          r.events_->record(c, ev);
         }
         co_return action_result();
       }
@@ -370,7 +370,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       k_(k),
       opts_(opts),
       alerts_(alerts),
-      events_(std::make_unique<event_recorder>(k.client)),
+      events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),
       services_(make_service_router(k, opts)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
@@ -441,6 +441,7 @@ void canary_runner::changed(source s, std::string_view namespace_name, std::stri
 void canary_runner::stop() {
   stopped_ = true;
   metrics_->stop();
+  events_->stop();
   for (auto& [_, m] : meshes_)
     if (m) m->stop();
   while (!tasks_.empty()) remove(tasks_.begin()->first);

@@ -4,15 +4,25 @@
 // the `canary` field. Repeats of the same (canary, type, message) are aggregated like client-go's
 // recorder: one Event whose count and lastTimestamp are patched.
 //
+// Asynchronous like client-go's recorder (Flagger's ticks never wait for an Event either):
+// record() logs, hands the event to the event webhooks and queues the Event write, then returns.
+// One write is in flight at a time, in record() order, as client-go's single sink goroutine
+// (so Events keep their order and a repeat finds the Event it aggregates into); a queue of
+// `max_queued` events is full and a further event is dropped (logged at debug, counted in
+// canaryd_events_dropped_total), as client-go's broadcaster drops past 1,000 queued events. So a canary's reaction to a release
+// costs its own writes only, and an initialisation storm of thousands of canaries does not hold
+// each task on its Events.
+//
 // Thread affinity: the io_context thread. Errors: a failed write is logged, never returned
-// (events are best effort, as in client-go).
-#include <boost/asio/awaitable.hpp>
+// (events are best effort, as in client-go). Lifetime: stop() drops the queue; writes in flight
+// finish on their own (their coroutines share the queue's state); the client must outlive them
+// (the app's drain).
+#include <boost/asio/any_io_executor.hpp>
 
-#include <cstdint>
+#include <cstddef>
 #include <functional>
-#include <map>
+#include <memory>
 #include <string>
-#include <tuple>
 
 #include "core/canary.hpp"
 #include "core/canary_event.hpp"
@@ -20,12 +30,19 @@
 
 namespace canaryd {
 
+class metrics_registry;
+
 class event_recorder {
  public:
-  explicit event_recorder(k8s::api_client& client) : client_(client) {}
+  event_recorder(boost::asio::any_io_executor ex, k8s::api_client& client, metrics_registry& metrics,
+                 std::size_t max_queued = 1000);
+  ~event_recorder();
+  event_recorder(const event_recorder&) = delete;
+  event_recorder& operator=(const event_recorder&) = delete;
 
-  // Logs the event (info, warn or error by severity) and writes or updates its Event.
-  boost::asio::awaitable<void> record(const core::canary& c, const core::canary_event& e);
+  // Logs the event (info, warn or error by severity) and queues the write or update of its
+  // Event; returns at once.
+  void record(const core::canary& c, const core::canary_event& e);
 
   // Forgets the aggregation state of a canary that is gone.
   void forget(const std::string& canary_key);
@@ -33,15 +50,13 @@ class event_recorder {
   // Called with every recorded event (Flagger's event webhooks); must not block.
   void on_event(std::function<void(const core::canary&, const core::canary_event&)> f) { forward_ = std::move(f); }
 
+  // Drops the queued events; later record() calls log only.
+  void stop();
+
+  struct state;  // internal, shared with the writer coroutines
+
  private:
-  struct seen {
-    std::string name;
-    std::int64_t count = 0;
-  };
-  k8s::api_client& client_;
-  // (canary key, type, message) -> the Event written for it.
-  std::map<std::tuple<std::string, std::string, std::string>, seen> seen_;
-  std::uint64_t sequence_ = 0;
+  std::shared_ptr<state> state_;
   std::function<void(const core::canary&, const core::canary_event&)> forward_;
 };
 
