@@ -91,8 +91,27 @@ struct runner_access {
   static asio::awaitable<void> run(canary_runner& r, std::shared_ptr<task> t) {
     log::debug("canary task started", {{"canary", t->name + "." + t->namespace_name}});
     while (!t->stopped) {
+      if (!r.try_take_slot()) {
+        // Wait for release_slot() to hand over a slot (it cancels this timer), or for stop().
+        asio::steady_timer turn(r.ex_, std::chrono::steady_clock::time_point::max());
+        r.slot_waiters_.push_back(&turn);
+        boost::system::error_code ec;
+        co_await turn.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (r.stopped_) break;  // woken by stop(): no slot was handed over
+        if (t->stopped) {
+          r.release_slot();
+          break;
+        }
+      }
       t->dirty = false;
-      std::optional<core::wall_time> wake_at = co_await tick(r, *t);
+      std::optional<core::wall_time> wake_at;
+      try {
+        wake_at = co_await tick(r, *t);
+      } catch (...) {
+        r.release_slot();
+        throw;
+      }
+      r.release_slot();
       if (t->stopped) break;
       if (!t->resumed) {
         t->resumed = true;
@@ -438,8 +457,29 @@ void canary_runner::changed(source s, std::string_view namespace_name, std::stri
   for (const auto& k : keys) wake(k);
 }
 
+bool canary_runner::try_take_slot() {
+  if (busy_slots_ >= static_cast<std::size_t>(std::max(1, opts_.max_concurrent_ticks)) || !slot_waiters_.empty())
+    return false;
+  ++busy_slots_;
+  return true;
+}
+
+void canary_runner::release_slot() {
+  if (stopped_ || slot_waiters_.empty()) {
+    if (busy_slots_ > 0) --busy_slots_;
+    return;
+  }
+  // The slot passes to the first waiter: busy_slots_ is unchanged.
+  auto* next = slot_waiters_.front();
+  slot_waiters_.pop_front();
+  next->cancel();
+}
+
 void canary_runner::stop() {
   stopped_ = true;
+  // Wake every task waiting for a slot; each sees stopped_ and ends.
+  for (auto* w : slot_waiters_) w->cancel();
+  slot_waiters_.clear();
   metrics_->stop();
   events_->stop();
   for (auto& [_, m] : meshes_)

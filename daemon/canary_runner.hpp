@@ -9,6 +9,12 @@
 // to interested canaries wakes exactly the right tasks, at once. An idle task makes no API
 // request: every read comes from the caches.
 //
+// Concurrency: at most -max-concurrent-ticks tasks are inside a decision at once (a tick holds
+// its slot across its API writes, webhooks and metric queries); the others wait in FIFO order.
+// Without the bound, 10,000 canaries starting together each held a decoded Canary, a decision
+// and requests in flight at once: a transient peak that left canaryd's heap fragmented at twice
+// its live size (bench/README.md), and a queue of writes that outlived the rate limit's deadline.
+//
 // Lifetime: add() starts a task, remove() (the Canary left the cache, i.e. after its finalizer
 // work) stops it; stop() stops them all. Tasks hold their state by shared_ptr, so a stopped
 // task's coroutine finishes safely on its next resumption.
@@ -17,8 +23,10 @@
 // Warning Event and a log line; the task goes on at its next wake. Internal failures of a task
 // are logged by its completion handler.
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstddef>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -71,6 +79,9 @@ class canary_runner {
 
  private:
   void set_interests(task& t, std::set<std::string> keys);
+  // Tick slots: a waiter's timer is cancelled when release_slot() hands it the slot.
+  bool try_take_slot();
+  void release_slot();
 
   boost::asio::any_io_executor ex_;
   cluster& k_;
@@ -86,6 +97,8 @@ class canary_runner {
   // "<source>/<namespace>/<name>" -> canary keys.
   std::map<std::string, std::set<std::string>, std::less<>> interests_;
   bool stopped_ = false;
+  std::size_t busy_slots_ = 0;
+  std::deque<boost::asio::steady_timer*> slot_waiters_;  // timers in the waiting tasks' frames
   // Task metrics, for bench/ and operators: running tasks; tasks whose first decision since
   // start was applied (equal to the canary count once a cold start has resumed every canary);
   // how late each timer wake fired against its due time.

@@ -147,6 +147,15 @@ const std::vector<flag_def>& flags() {
          o.threadiness = *n;
          return std::nullopt;
        }},
+      {"max-concurrent-ticks", kind::integer,
+       "Canary decisions in progress at once; the others queue in order (ours: bounds memory and API load when "
+       "thousands of canaries start together).",
+       [](options& o, std::string_view v) -> std::optional<std::string> {
+         auto n = parse_number<int>(v);
+         if (!n || *n <= 0) return fmt::format("invalid max-concurrent-ticks \"{}\" (want a positive integer)", v);
+         o.max_concurrent_ticks = *n;
+         return std::nullopt;
+       }},
       {"zap-encoding", kind::string, "Accepted for compatibility: logs are always JSON lines.",
        [](options& o, std::string_view v) -> std::optional<std::string> {
          if (v != "json" && v != "console") return fmt::format("invalid zap-encoding \"{}\"", v);

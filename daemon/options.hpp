@@ -39,6 +39,7 @@ struct options {
   bool enable_config_tracking = true;
   std::chrono::milliseconds control_loop_interval{10'000};
   int threadiness = 2;                 // accepted for compatibility; canaryd is single-threaded
+  int max_concurrent_ticks = 256;      // ours: canary ticks in progress at once (bench/README.md)
   std::string zap_encoding = "json";
   bool zap_replace_globals = false;
   std::string ingress_annotations_prefix = "nginx.ingress.kubernetes.io";

@@ -456,3 +456,30 @@ TEST_CASE("canaryd's /metrics has Flagger's families following a rollout, and a 
       30s);
   CHECK_MESSAGE(scraped, "Prometheus never had flagger_canary_successes_total; its log:\n" << read_text(prom_dir.path() / "prometheus.log"));
 }
+
+TEST_CASE("with -max-concurrent-ticks 1 the canaries take turns and every one initializes and promotes") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim, {"-max-concurrent-ticks", "1"});
+  // Three targets, each its own copy of podinfo, and a Canary for each, created together.
+  const std::vector<std::string> names{"podinfo", "web", "api"};
+  std::string yaml;
+  for (const auto& n : names) {
+    std::string dep = podinfo_yaml();
+    // The Deployment's name and its app labels become n; the container and image stay podinfo's.
+    for (const std::string from : {"name: podinfo\n", "app: podinfo\n"}) {
+      const std::string to = from.substr(0, from.find("podinfo")) + n + "\n";
+      for (std::size_t at = 0; (at = dep.find(from, at)) != std::string::npos; at += to.size()) dep.replace(at, from.size(), to);
+    }
+    yaml += dep + "\n---\n" + canary_yaml(n, n) + "\n---\n";
+  }
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, yaml);
+  for (const auto& n : names)
+    CHECK_MESSAGE(wait_phase(sim, n, "Initialized", 30s), n << ": " << phase_of(sim, n) << "\n" << dump(canary_events(sim, n)));
+  for (const auto& n : names)
+    sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/" + n, "podinfod=ghcr.io/stefanprodan/podinfo:6.0.7"});
+  for (const auto& n : names) {
+    CHECK_MESSAGE(wait_phase(sim, n, "Succeeded", 60s), n << ": " << phase_of(sim, n) << "\n" << dump(canary_events(sim, n)));
+    CHECK(image_of(sim, n + "-primary") == "ghcr.io/stefanprodan/podinfo:6.0.7");
+  }
+}
