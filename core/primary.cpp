@@ -389,50 +389,67 @@ const json::object* find_condition(const json::object* status, std::string_view 
 }
 }  // namespace
 
-readiness deployment_readiness(std::string_view deployment_json, int progress_deadline_seconds, int ready_threshold,
-                               wall_time now) {
+deployment_status read_deployment_status(std::string_view deployment_json) {
+  deployment_status out;
   auto d = parse_object(deployment_json, "the Deployment");
-  if (!d) return readiness::waiting(d.error());
+  if (!d) {
+    out.parse_error = d.error();
+    return out;
+  }
   const json::object* meta = child_object(*d, "metadata");
   const json::object* spec = child_object(*d, "spec");
   const json::object* status = child_object(*d, "status");
-  const long long generation = int_at(meta, "generation").value_or(0);
-  const long long observed = int_at(status, "observedGeneration").value_or(0);
-  if (generation > observed) {
-    return readiness::waiting("waiting for rollout to finish: observed deployment generation less than desired generation");
-  }
-  bool retriable = true;
-  const json::object* progressing = find_condition(status, "Progressing");
-  if (progressing != nullptr) {
+  if (meta) out.name = string_at(*meta, "name");
+  out.generation = int_at(meta, "generation").value_or(0);
+  out.observed_generation = int_at(status, "observedGeneration").value_or(0);
+  if (const json::object* progressing = find_condition(status, "Progressing")) {
+    out.has_progressing = true;
     const json::object* available = find_condition(status, "Available");
     if (available != nullptr && string_at(*available, "status") == "False" &&
         string_at(*available, "reason") == "MinimumReplicasUnavailable") {
-      auto from = parse_rfc3339(string_at(*available, "lastUpdateTime"));
-      if (from && *from + std::chrono::seconds(progress_deadline_seconds) < now) retriable = false;
+      out.unavailable_since = parse_rfc3339(string_at(*available, "lastUpdateTime"));
     }
-    if (string_at(*progressing, "reason") == "ProgressDeadlineExceeded") {
-      return readiness::failed(
-          fmt::format("deployment \"{}\" exceeded its progress deadline", meta ? string_at(*meta, "name") : ""));
+    out.progress_deadline_exceeded = string_at(*progressing, "reason") == "ProgressDeadlineExceeded";
+  }
+  out.desired = int_at(spec, "replicas");
+  out.updated = int_at(status, "updatedReplicas").value_or(0);
+  out.replicas = int_at(status, "replicas").value_or(0);
+  out.available = int_at(status, "availableReplicas").value_or(0);
+  return out;
+}
+
+readiness deployment_readiness(const deployment_status& d, int progress_deadline_seconds, int ready_threshold,
+                               wall_time now) {
+  if (d.parse_error) return readiness::waiting(*d.parse_error);
+  if (d.generation > d.observed_generation) {
+    return readiness::waiting("waiting for rollout to finish: observed deployment generation less than desired generation");
+  }
+  bool retriable = true;
+  if (d.has_progressing) {
+    if (d.unavailable_since && *d.unavailable_since + std::chrono::seconds(progress_deadline_seconds) < now) retriable = false;
+    if (d.progress_deadline_exceeded) {
+      return readiness::failed(fmt::format("deployment \"{}\" exceeded its progress deadline", d.name));
     }
   }
   auto result = [&](std::string why) { return retriable ? readiness::waiting(std::move(why)) : readiness::failed(std::move(why)); };
-  const auto desired = int_at(spec, "replicas");
-  const long long updated = int_at(status, "updatedReplicas").value_or(0);
-  const long long replicas = int_at(status, "replicas").value_or(0);
-  const long long available = int_at(status, "availableReplicas").value_or(0);
   const auto threshold_replicas =
-      static_cast<long long>(std::floor(static_cast<double>(updated) * static_cast<double>(ready_threshold) / 100.0));
-  if (desired && updated < *desired) {
-    return result(fmt::format("waiting for rollout to finish: {} out of {} new replicas have been updated", updated, *desired));
+      static_cast<long long>(std::floor(static_cast<double>(d.updated) * static_cast<double>(ready_threshold) / 100.0));
+  if (d.desired && d.updated < *d.desired) {
+    return result(fmt::format("waiting for rollout to finish: {} out of {} new replicas have been updated", d.updated, *d.desired));
   }
-  if (replicas > updated) {
-    return result(fmt::format("waiting for rollout to finish: {} old replicas are pending termination", replicas - updated));
+  if (d.replicas > d.updated) {
+    return result(fmt::format("waiting for rollout to finish: {} old replicas are pending termination", d.replicas - d.updated));
   }
-  if (available < threshold_replicas) {
+  if (d.available < threshold_replicas) {
     return result(fmt::format("waiting for rollout to finish: {} of {} (readyThreshold {}%) updated replicas are available",
-                              available, threshold_replicas, ready_threshold));
+                              d.available, threshold_replicas, ready_threshold));
   }
   return readiness::ready();
+}
+
+readiness deployment_readiness(std::string_view deployment_json, int progress_deadline_seconds, int ready_threshold,
+                               wall_time now) {
+  return deployment_readiness(read_deployment_status(deployment_json), progress_deadline_seconds, ready_threshold, now);
 }
 
 std::string missing_deployment_error(std::string_view name, std::string_view ns) {
@@ -450,6 +467,20 @@ readiness canary_readiness(const canary& c, std::string_view target_json, wall_t
   const auto& name = c.spec.target_ref.name;
   if (target_json.empty()) return readiness::waiting(missing_deployment_error(name, c.metadata.namespace_));
   return with_prefix(deployment_readiness(target_json, c.progress_deadline_seconds(), c.canary_ready_threshold(), now),
+                     name, c.metadata.namespace_);
+}
+
+readiness canary_readiness(const canary& c, const deployment_status* target, wall_time now) {
+  const auto& name = c.spec.target_ref.name;
+  if (target == nullptr) return readiness::waiting(missing_deployment_error(name, c.metadata.namespace_));
+  return with_prefix(deployment_readiness(*target, c.progress_deadline_seconds(), c.canary_ready_threshold(), now), name,
+                     c.metadata.namespace_);
+}
+
+readiness primary_readiness(const canary& c, const deployment_status* primary, wall_time now) {
+  const auto name = c.primary_workload_name();
+  if (primary == nullptr) return readiness::waiting(missing_deployment_error(name, c.metadata.namespace_));
+  return with_prefix(deployment_readiness(*primary, c.progress_deadline_seconds(), c.primary_ready_threshold(), now),
                      name, c.metadata.namespace_);
 }
 

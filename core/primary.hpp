@@ -81,11 +81,32 @@ text_result<std::string> make_primary_config(const canary& c, std::string_view c
 readiness deployment_readiness(std::string_view deployment_json, int progress_deadline_seconds, int ready_threshold,
                                wall_time now);
 
+// What deployment_readiness reads of a Deployment, parsed once per object version (the daemon
+// keeps it per resourceVersion: a tick then decides readiness without parsing JSON).
+struct deployment_status {
+  std::optional<std::string> parse_error;  // not a JSON object: waiting with this message
+  std::string name;
+  long long generation = 0, observed_generation = 0;
+  bool progress_deadline_exceeded = false;  // condition Progressing, reason ProgressDeadlineExceeded
+  bool has_progressing = false;
+  // Condition Available=False/MinimumReplicasUnavailable (under a Progressing condition): its
+  // lastUpdateTime, when readable.
+  std::optional<wall_time> unavailable_since;
+  std::optional<long long> desired;
+  long long updated = 0, replicas = 0, available = 0;
+};
+deployment_status read_deployment_status(std::string_view deployment_json);
+readiness deployment_readiness(const deployment_status& d, int progress_deadline_seconds, int ready_threshold,
+                               wall_time now);
+
 // IsCanaryReady / IsPrimaryReady: deployment_readiness with the canary's thresholds and the
 // "<name>.<ns> not ready: " prefix; a missing object (`json` empty) is waiting with Flagger's
 // get-query error.
 readiness canary_readiness(const canary& c, std::string_view target_json, wall_time now);
 readiness primary_readiness(const canary& c, std::string_view primary_json, wall_time now);
+// The same from a parsed status; nullptr is a missing object.
+readiness canary_readiness(const canary& c, const deployment_status* target, wall_time now);
+readiness primary_readiness(const canary& c, const deployment_status* primary, wall_time now);
 
 // Flagger's get-query error for a missing Deployment:
 // `deployment <name>.<ns> get query error: deployments.apps "<name>" not found`.

@@ -69,7 +69,7 @@ json::value at(const json::value& v, std::initializer_list<std::string_view> pat
   return *cur;
 }
 
-std::string deployment_status(int spec_replicas, int generation, int observed, int replicas, int updated, int available,
+std::string deployment_json_with(int spec_replicas, int generation, int observed, int replicas, int updated, int available,
                               const std::string& conditions = "[]") {
   return R"({"metadata":{"name":"podinfo","generation":)" + std::to_string(generation) + R"(},"spec":{"replicas":)" +
          std::to_string(spec_replicas) + R"(},"status":{"observedGeneration":)" + std::to_string(observed) +
@@ -221,23 +221,23 @@ TEST_CASE("readiness follows Flagger's isDeploymentReady, tick by tick") {
   const std::string recent = R"([{"type":"Progressing","status":"True","reason":"ReplicaSetUpdated"},
       {"type":"Available","status":"False","reason":"MinimumReplicasUnavailable","lastUpdateTime":"2026-01-01T00:09:30Z"}])";
   const std::vector<row> rows{
-      {deployment_status(2, 2, 1, 2, 2, 2), 100, readiness::state::waiting,
+      {deployment_json_with(2, 2, 1, 2, 2, 2), 100, readiness::state::waiting,
        "waiting for rollout to finish: observed deployment generation less than desired generation"},
-      {deployment_status(2, 1, 1, 1, 1, 1), 100, readiness::state::waiting,
+      {deployment_json_with(2, 1, 1, 1, 1, 1), 100, readiness::state::waiting,
        "waiting for rollout to finish: 1 out of 2 new replicas have been updated"},
-      {deployment_status(2, 1, 1, 3, 2, 2), 100, readiness::state::waiting,
+      {deployment_json_with(2, 1, 1, 3, 2, 2), 100, readiness::state::waiting,
        "waiting for rollout to finish: 1 old replicas are pending termination"},
-      {deployment_status(2, 1, 1, 2, 2, 1), 100, readiness::state::waiting,
+      {deployment_json_with(2, 1, 1, 2, 2, 1), 100, readiness::state::waiting,
        "waiting for rollout to finish: 1 of 2 (readyThreshold 100%) updated replicas are available"},
-      {deployment_status(2, 1, 1, 2, 2, 1), 50, readiness::state::ready, ""},
-      {deployment_status(3, 1, 1, 3, 3, 1), 50, readiness::state::ready, ""},  // floor(3 * 0.5) = 1
-      {deployment_status(2, 1, 1, 2, 2, 2), 100, readiness::state::ready, ""},
-      {deployment_status(0, 1, 1, 0, 0, 0), 100, readiness::state::ready, ""},
-      {deployment_status(2, 1, 1, 2, 2, 0, R"([{"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded"}])"), 100,
+      {deployment_json_with(2, 1, 1, 2, 2, 1), 50, readiness::state::ready, ""},
+      {deployment_json_with(3, 1, 1, 3, 3, 1), 50, readiness::state::ready, ""},  // floor(3 * 0.5) = 1
+      {deployment_json_with(2, 1, 1, 2, 2, 2), 100, readiness::state::ready, ""},
+      {deployment_json_with(0, 1, 1, 0, 0, 0), 100, readiness::state::ready, ""},
+      {deployment_json_with(2, 1, 1, 2, 2, 0, R"([{"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded"}])"), 100,
        readiness::state::failed, "deployment \"podinfo\" exceeded its progress deadline"},
-      {deployment_status(2, 1, 1, 2, 2, 0, stuck), 100, readiness::state::failed,
+      {deployment_json_with(2, 1, 1, 2, 2, 0, stuck), 100, readiness::state::failed,
        "waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"},
-      {deployment_status(2, 1, 1, 2, 2, 0, recent), 100, readiness::state::waiting,
+      {deployment_json_with(2, 1, 1, 2, 2, 0, recent), 100, readiness::state::waiting,
        "waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"},
   };
   for (const auto& r : rows) {
@@ -255,11 +255,11 @@ TEST_CASE("canary and primary readiness name the workload; a missing one gives F
   auto p = primary_readiness(c, "", now);
   CHECK(p.value == readiness::state::waiting);
   CHECK(p.message == "deployment podinfo-primary.demo get query error: deployments.apps \"podinfo-primary\" not found");
-  auto t = canary_readiness(c, deployment_status(1, 1, 1, 1, 0, 0), now);
+  auto t = canary_readiness(c, deployment_json_with(1, 1, 1, 1, 0, 0), now);
   CHECK(t.message == "podinfo.demo not ready: waiting for rollout to finish: 0 out of 1 new replicas have been updated");
-  auto pr = primary_readiness(c, deployment_status(1, 1, 1, 1, 1, 0), now);
+  auto pr = primary_readiness(c, deployment_json_with(1, 1, 1, 1, 1, 0), now);
   CHECK(pr.message == "podinfo-primary.demo not ready: waiting for rollout to finish: 0 of 1 (readyThreshold 100%) updated replicas are available");
-  CHECK(primary_readiness(c, deployment_status(1, 1, 1, 1, 1, 1), now).is_ready());
+  CHECK(primary_readiness(c, deployment_json_with(1, 1, 1, 1, 1, 1), now).is_ready());
 }
 
 TEST_CASE("ScaleFromZero takes the target's replicas, else the primary's, else HPA min > 1, else 1") {
