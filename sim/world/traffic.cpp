@@ -62,6 +62,24 @@ void traffic_world::on_change(const change& c) {
     if (n > 0) --n;
   }
   if (routing_relevant(*c.resource)) dirty_ = true;
+  if (c.resource->group.empty() && c.resource->resource == "services" && c.object) {
+    const auto* meta = c.object->if_contains("metadata");
+    const auto* m = meta ? meta->if_object() : nullptr;
+    std::string key;
+    if (m) {
+      const auto* ns = m->if_contains("namespace");
+      const auto* name = m->if_contains("name");
+      if (ns && ns->is_string()) key = std::string(ns->get_string());
+      key += '/';
+      if (name && name->is_string()) key += std::string(name->get_string());
+    }
+    const auto* ann = m ? m->if_contains("annotations") : nullptr;
+    const bool annotated = ann && ann->is_object() && ann->get_object().contains(annotations::rps);
+    if (annotated && c.type != event_type::deleted)
+      rps_services_.insert(key);
+    else
+      rps_services_.erase(key);
+  }
 }
 
 void traffic_world::rebuild() {
@@ -89,7 +107,7 @@ void traffic_world::rebuild() {
 }
 
 void traffic_world::tick(double seconds) {
-  if (dirty_) {
+  if (dirty_ && (default_rps_ > 0 || !rps_services_.empty() || !plan_.flows.empty())) {
     dirty_ = false;
     rebuild();
   }

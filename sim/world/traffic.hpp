@@ -28,7 +28,9 @@ class traffic_world : public std::enable_shared_from_this<traffic_world> {
   static std::shared_ptr<traffic_world> create(store& s, double default_rps = world::default_rps);
 
   // Rebuilds the plan if a routing object changed since the last tick, then adds `seconds` of
-  // traffic.
+  // traffic. With no traffic to emulate (default rps 0, no Service annotated kubesim.dev/rps and
+  // an empty plan) the rebuild waits until there is: a plan is O(every Service, Pod and
+  // workload), and bench/ runs kubesim so, with tens of thousands of objects changing.
   void tick(double seconds);
 
   // Prometheus text exposition (version 0.0.4) of every family.
@@ -54,6 +56,7 @@ class traffic_world : public std::enable_shared_from_this<traffic_world> {
   double simulated_seconds_ = 0;
   std::map<std::string, std::int64_t> objects_by_resource_;  // "group/resource" -> count
   std::set<std::string> logged_problems_;
+  std::set<std::string> rps_services_;  // "ns/name" of Services annotated kubesim.dev/rps
 };
 
 }  // namespace kubesim::world

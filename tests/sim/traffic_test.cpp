@@ -355,3 +355,19 @@ TEST_CASE("a Prometheus that cannot start is a clear startup error") {
   }
   CHECK(prometheus_config(po).find("targets: [\"127.0.0.1:9\"]") != std::string::npos);
 }
+
+TEST_CASE("with no traffic to emulate the plan is not rebuilt until a Service asks for traffic") {
+  cluster c;
+  auto w = traffic_world::create(*c.s, 0);  // kubesim --default-rps 0, as bench/ runs it
+  run_seconds(*w, 2);
+  CHECK(w->plan_rebuilds() == 0);
+  CHECK(w->plan().flows.empty());
+  // An annotated Service: the next tick rebuilds and the Service sends its 7/s.
+  json::object svc = parse(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"loud","namespace":"test",
+    "annotations":{"kubesim.dev/rps":"7"}},"spec":{"selector":{"app":"podinfo"},"ports":[{"port":9898}]}})");
+  c.create("", "v1", "services", "test", svc);
+  run_seconds(*w, 10);
+  CHECK(w->plan_rebuilds() == 1);
+  CHECK_FALSE(w->plan().flows.empty());
+  CHECK(w->counters().requests("destination", "test", "podinfo") > 0);
+}
