@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstdlib>
 
 #include "k8s/log.hpp"
 
@@ -73,9 +74,17 @@ void traffic_world::on_change(const change& c) {
       key += '/';
       if (name && name->is_string()) key += std::string(name->get_string());
     }
+    // A Service asks for traffic with kubesim.dev/rps above 0 (or unreadable: the plan reports it).
     const auto* ann = m ? m->if_contains("annotations") : nullptr;
-    const bool annotated = ann && ann->is_object() && ann->get_object().contains(annotations::rps);
-    if (annotated && c.type != event_type::deleted)
+    const auto* rps = ann && ann->is_object() ? ann->get_object().if_contains(annotations::rps) : nullptr;
+    bool asks = rps != nullptr;
+    if (rps && rps->is_string()) {
+      const std::string text(rps->get_string());
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (!text.empty() && end && *end == '\0' && v <= 0) asks = false;
+    }
+    if (asks && c.type != event_type::deleted)
       rps_services_.insert(key);
     else
       rps_services_.erase(key);

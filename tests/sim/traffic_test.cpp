@@ -362,6 +362,12 @@ TEST_CASE("with no traffic to emulate the plan is not rebuilt until a Service as
   run_seconds(*w, 2);
   CHECK(w->plan_rebuilds() == 0);
   CHECK(w->plan().flows.empty());
+  // A Service annotated with 0 requests/s, as bench/ makes them, changes nothing.
+  json::object quiet = parse(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"quiet","namespace":"test",
+    "annotations":{"kubesim.dev/rps":"0"}},"spec":{"selector":{"app":"podinfo"},"ports":[{"port":9898}]}})");
+  c.create("", "v1", "services", "test", quiet);
+  run_seconds(*w, 2);
+  CHECK(w->plan_rebuilds() == 0);
   // An annotated Service: the next tick rebuilds and the Service sends its 7/s.
   json::object svc = parse(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"loud","namespace":"test",
     "annotations":{"kubesim.dev/rps":"7"}},"spec":{"selector":{"app":"podinfo"},"ports":[{"port":9898}]}})");
