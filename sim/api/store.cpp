@@ -208,6 +208,10 @@ struct collection {
   std::vector<resource_info*> versions;
   resource_info* primary = nullptr;
   std::map<key_type, object_ptr> objects;
+  // Objects per namespace ("" for cluster-scoped): a page's remainingItemCount without walking
+  // the rest of the collection (that walk, on every page, was 38% of kubesim's CPU when canaryd
+  // listed 132,000 objects at start).
+  std::map<std::string, std::int64_t, std::less<>> ns_objects;
   std::deque<history_entry> history;
   std::uint64_t compacted_rv = 0;  // history holds every change after this
   std::vector<std::shared_ptr<subscriber>> subs;
@@ -352,11 +356,13 @@ class store_impl final : public store {
     out.resource_version = rv_;
     key_type start(std::string(ns), "");
     bool skip_start = false;
+    std::int64_t returned_before = 0;  // items of the earlier pages
     if (!opts.continue_token.empty()) {
       auto t = decode_continue(opts.continue_token);
       if (!t) return bad_request_error("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-      out.resource_version = t->first;
-      start = t->second;
+      out.resource_version = t->rv;
+      start = t->start;
+      returned_before = t->returned;
       if (!ns.empty() && start.first != ns) return bad_request_error("continue key is not valid: key does not match the request");
       skip_start = true;
     }
@@ -370,16 +376,26 @@ class store_impl final : public store {
       if (opts.match && !opts.match(*it->second)) continue;
       if (opts.limit > 0 && static_cast<std::int64_t>(out.items.size()) >= opts.limit) {
         more = true;
-        if (opts.match) break;  // the real server counts remaining items only without selectors
-        ++remaining;
-        continue;
+        break;
       }
       out.items.push_back(it->second);
       last = &it->first;
     }
     if (more && last) {
-      out.continue_token = encode_continue(out.resource_version, *last);
-      if (!opts.match) out.remaining_item_count = remaining;
+      const std::int64_t returned = returned_before + static_cast<std::int64_t>(out.items.size());
+      out.continue_token = encode_continue(out.resource_version, *last, returned);
+      // The real server counts remaining items only without selectors. Counted from the scope's
+      // size and the items returned so far, so objects created or deleted behind the cursor
+      // during the pagination make it an estimate, as the API documents it may be.
+      if (!opts.match) {
+        std::int64_t total = static_cast<std::int64_t>(c->objects.size());
+        if (!ns.empty()) {
+          auto n = c->ns_objects.find(ns);
+          total = n == c->ns_objects.end() ? 0 : n->second;
+        }
+        remaining = std::max<std::int64_t>(1, total - returned);  // `more`: at least one follows
+        out.remaining_item_count = remaining;
+      }
     }
     return out;
   }
@@ -578,12 +594,18 @@ class store_impl final : public store {
     return s;
   }
 
-  std::string encode_continue(std::uint64_t rv, const key_type& k) const {
-    json::object t{{"v", "meta.k8s.io/v1"}, {"rv", rv}, {"ns", k.first}, {"start", k.second}};
+  std::string encode_continue(std::uint64_t rv, const key_type& k, std::int64_t returned) const {
+    json::object t{{"v", "meta.k8s.io/v1"}, {"rv", rv}, {"ns", k.first}, {"start", k.second}, {"n", returned}};
     return base64_encode(json::serialize(t));
   }
 
-  static std::optional<std::pair<std::uint64_t, key_type>> decode_continue(std::string_view token) {
+  struct continue_point {
+    std::uint64_t rv = 0;
+    key_type start;
+    std::int64_t returned = 0;  // items returned by the pages before
+  };
+
+  static std::optional<continue_point> decode_continue(std::string_view token) {
     auto text = base64_decode(token);
     if (!text) return std::nullopt;
     boost::system::error_code ec;
@@ -595,7 +617,9 @@ class store_impl final : public store {
     auto* start = o.if_contains("start");
     if (!rv || !rv->is_number() || !ns || !ns->is_string() || !start || !start->is_string()) return std::nullopt;
     std::uint64_t n = rv->is_uint64() ? rv->as_uint64() : rv->is_int64() ? static_cast<std::uint64_t>(rv->as_int64()) : 0;
-    return std::pair{n, key_type(std::string(ns->as_string()), std::string(start->as_string()))};
+    continue_point out{n, key_type(std::string(ns->as_string()), std::string(start->as_string())), 0};
+    if (auto* returned = o.if_contains("n"); returned && returned->is_int64()) out.returned = returned->as_int64();
+    return out;
   }
 
   // --- commit and dispatch ---
@@ -613,6 +637,7 @@ class store_impl final : public store {
     if (!prev) {
       uid_index_[std::string(meta_string(*p, "uid"))] = self;
       if (!k.first.empty()) ++ns_count_[k.first];
+      ++c->ns_objects[k.first];
     }
     c->objects[k] = p;
     record(c, prev ? event_type::modified : event_type::added, p, prev, rv);
@@ -624,6 +649,7 @@ class store_impl final : public store {
     assert(it != c->objects.end());
     object_ptr prev = it->second;
     c->objects.erase(it);
+    if (auto n = c->ns_objects.find(k.first); n != c->ns_objects.end() && --n->second <= 0) c->ns_objects.erase(n);
     auto rv = ++rv_;
     json::object last = *prev;
     meta_of(last)["resourceVersion"] = std::to_string(rv);
