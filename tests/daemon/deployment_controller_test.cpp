@@ -128,7 +128,7 @@ asio::awaitable<void> run(world* w) {
   canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
   canaryd::options opts;
   auto ctl = canaryd::make_deployment_controller(k, opts);
-  const core::canary c = podinfo_canary();
+  core::canary c = podinfo_canary();  // status.lastAppliedSpec is set below
   auto observe = [&] {
     core::observed_state obs;
     ctl->observe(c, obs, std::chrono::system_clock::now());
@@ -180,6 +180,12 @@ asio::awaitable<void> run(world* w) {
     EXPECT(r.has_value(), "second initialize_primary");
   }
   EXPECT(co_await eventually([&] { return observe().primary.is_ready(); }), "primary becomes ready: " + observe().primary.message);
+  // Only adoption from Flagger consults the comparison: with no lastAppliedSpec, or one of our
+  // hashes, it is not made. With a Flagger hash (not 16 hex digits) it is.
+  EXPECT(!observe().primary_matches_target.has_value(), "no comparison without a Flagger lastAppliedSpec");
+  c.status.last_applied_spec = first_revision;
+  EXPECT(!observe().primary_matches_target.has_value(), "no comparison with our own lastAppliedSpec");
+  c.status.last_applied_spec = "7d4f8c6b9";
   EXPECT(observe().primary_matches_target == true, "the new primary runs the target's template");
 
   // scale_to_zero
