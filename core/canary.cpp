@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 #include <fmt/format.h>
 
 #include "core/duration.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_writer.hpp"
+#include "core/message.hpp"
 
 namespace canaryd::core {
 
@@ -17,6 +19,26 @@ using detail::dom::object;
 using detail::json_reader;
 
 namespace {
+
+// spec.analysis.webhooks[].retries at most.
+constexpr int max_webhook_retries = 10;
+
+bool is_lower_alnum(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'); }
+
+// A DNS-1123 label: 1-63 of [a-z0-9-], starting and ending with a letter or digit.
+bool is_dns_label(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !is_lower_alnum(s.front()) || !is_lower_alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [](char ch) { return is_lower_alnum(ch) || ch == '-'; });
+}
+
+// An IANA service name (Kubernetes' IsValidPortName): 1-15 of [a-z0-9-], at least one letter,
+// no leading, trailing or double '-'.
+bool is_iana_service_name(std::string_view s) {
+  if (s.empty() || s.size() > 15 || s.front() == '-' || s.back() == '-' || s.find("--") != std::string_view::npos)
+    return false;
+  if (!std::all_of(s.begin(), s.end(), [](char ch) { return is_lower_alnum(ch) || ch == '-'; })) return false;
+  return std::any_of(s.begin(), s.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; });
+}
 
 constexpr std::array<std::pair<canary_phase, std::string_view>, 12> phase_names{{
     {canary_phase::none, ""},
@@ -622,6 +644,69 @@ class canary_validator {
     cross_namespace("spec.upstreamRef.namespace", u.namespace_);
   }
 
+  // An absolute http or https URL with a host and, when given, a port in 1..65535 (what
+  // webhook_caller.cpp can call; anything else failed only at call time, as "bad TLS or endpoint
+  // configuration").
+  void webhook_url(const std::string& field, std::string_view url) {
+    const std::size_t sep = url.find("://");
+    if (sep == std::string_view::npos) {
+      error(field, fmt::format("must be an absolute URL, got {}", q(std::string(url))));
+      return;
+    }
+    std::string scheme(url.substr(0, sep));
+    for (auto& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (scheme != "http" && scheme != "https") {
+      error(field, fmt::format("scheme must be http or https, got {}", q(scheme)));
+      return;
+    }
+    std::string_view authority = url.substr(sep + 3);
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) authority = authority.substr(at + 1);
+    std::string_view host = authority;
+    std::string_view port;
+    if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
+      const std::size_t close = authority.find(']');
+      if (close == std::string_view::npos) {
+        error(field, fmt::format("has an unterminated IPv6 address, got {}", q(std::string(url))));
+        return;
+      }
+      host = authority.substr(0, close + 1);
+      if (close + 1 < authority.size()) {
+        if (authority[close + 1] != ':') {
+          error(field, fmt::format("has a malformed host, got {}", q(std::string(url))));
+          return;
+        }
+        port = authority.substr(close + 2);
+        if (port.empty()) port = "-";
+      }
+    } else if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+      if (port.empty()) port = "-";
+    }
+    if (host.empty()) {
+      error(field, fmt::format("must name a host, got {}", q(std::string(url))));
+      return;
+    }
+    for (char ch : host) {
+      if (static_cast<unsigned char>(ch) <= ' ' || ch == '<' || ch == '>' || ch == '"' || ch == '\\') {
+        error(field, fmt::format("has an invalid character in its host, got {}", q(std::string(url))));
+        return;
+      }
+    }
+    if (!port.empty()) {
+      long value = 0;
+      bool digits = port.size() <= 5;
+      for (char ch : port) {
+        if (ch < '0' || ch > '9') digits = false;
+        if (digits) value = value * 10 + (ch - '0');
+      }
+      if (!digits || value < 1 || value > 65535) {
+        error(field, fmt::format("port must be between 1 and 65535, got {}", q(std::string(port))));
+      }
+    }
+  }
+
   void service(const canary_service& s) {
     // A missing or zero port is reported by the decoder; a present one must be usable.
     if (s.port < 0 || s.port > 65535) {
@@ -630,6 +715,18 @@ class canary_validator {
     if (s.target_port && !s.target_port->is_string &&
         (s.target_port->int_value < 1 || s.target_port->int_value > 65535)) {
       error("spec.service.targetPort", fmt::format("must be between 1 and 65535, got {}", s.target_port->int_value));
+    }
+    // The Service's port name is a DNS-1123 label; a named targetPort names a container port,
+    // an IANA service name (what the API server would refuse only when the Service is written).
+    if (!s.port_name.empty() && !is_dns_label(s.port_name)) {
+      error("spec.service.portName",
+            fmt::format("must be a DNS-1123 label (lowercase letters, digits and '-', at most 63), got {}", q(s.port_name)));
+    }
+    if (s.target_port && s.target_port->is_string && !is_iana_service_name(s.target_port->string_value)) {
+      error("spec.service.targetPort",
+            fmt::format("a port name must be an IANA service name (at most 15 lowercase letters, digits and single "
+                        "'-', with a letter), got {}",
+                        q(s.target_port->string_value)));
     }
     static constexpr std::array<std::string_view, 3> distributions{"PreferClose", "PreferSameZone", "PreferSameNode"};
     if (!s.traffic_distribution.empty() && !contains(distributions, s.traffic_distribution)) {
@@ -680,9 +777,12 @@ class canary_validator {
     for (std::size_t i = 0; i < a.step_weights.size(); ++i) {
       const std::string p = fmt::format("spec.analysis.stepWeights[{}]", i);
       const int w = a.step_weights[i];
-      // Above 100 is allowed: Flagger caps the ladder at 100 (maxWeight = min(100, last step)).
+      // [quirk] Flagger accepts steps above 100 and caps the ladder at 100 (maxWeight = min(100,
+      // last step)) while it refuses maxWeight 150. Fixed: a weight is a percentage, as maxWeight.
       if (w < 1) {
         error(p, fmt::format("must be at least 1, got {}", w));
+      } else if (w > 100) {
+        error(p, fmt::format("must be at most 100, got {}", w));
       } else if (i > 0 && w <= a.step_weights[i - 1]) {
         error(p, fmt::format("must be greater than the previous step ({}), got {}", a.step_weights[i - 1], w));
       }
@@ -733,11 +833,15 @@ class canary_validator {
       if (w.name.empty()) error(p + ".name", "required");
       if (w.url.empty()) {
         error(p + ".url", "required");
-      } else if (w.url.find("://") == std::string::npos) {
-        error(p + ".url", fmt::format("must be an absolute URL, got {}", q(w.url)));
+      } else {
+        webhook_url(p + ".url", w.url);
       }
       if (w.timeout.size() >= 2) duration(p + ".timeout", w.timeout, std::chrono::milliseconds(1));
       if (w.retries < 0) error(p + ".retries", fmt::format("must not be negative, got {}", w.retries));
+      // Each retry waits up to 30 s more (webhook_caller.cpp): 10 already hold a gate ~5 minutes.
+      if (w.retries > max_webhook_retries) {
+        error(p + ".retries", fmt::format("must be at most {}, got {}", max_webhook_retries, w.retries));
+      }
     }
     if (a.affinity) {
       const auto& s = *a.affinity;
@@ -831,8 +935,10 @@ std::string join_errors(const std::vector<field_error>& errors) {
   for (const auto& e : errors) {
     if (!out.empty()) out += "; ";
     out += e.text();
+    // A status or Event message is capped (core/message.hpp): stop joining well past the cap.
+    if (out.size() > 2 * max_message_bytes) break;
   }
-  return out;
+  return one_line(out);
 }
 
 std::chrono::milliseconds canary_webhook::effective_timeout() const {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/message.hpp"
 #include "core/revision.hpp"
 
 namespace canaryd::core {
@@ -16,6 +17,7 @@ using phase = canary_phase;
 bool is_one_of(phase p, std::initializer_list<phase> list) { return std::find(list.begin(), list.end(), p) != list.end(); }
 
 constexpr std::string_view invalid_spec_reason = "InvalidSpec";
+constexpr std::string_view refused_reason = "Refused";
 constexpr int total_weight = 100;
 
 // One decide() call. The pending status `st_` is what the Canary's status will be once the
@@ -44,11 +46,16 @@ class decider {
       invalid();
       return finish();
     }
+    if (!obs_.refusal.empty()) {
+      refused();
+      return finish();
+    }
     // syncHandler: the finalizer follows revertOnDeletion.
     if (c_.spec.revert_on_deletion && !c_.has_finalizer()) act(workload_action::add_finalizer);
     if (!c_.spec.revert_on_deletion && c_.has_finalizer()) act(workload_action::remove_finalizer);
-    // A spec that was invalid and is fixed: the condition goes back to the phase's.
-    if (const auto* cond = st_.condition("Promoted"); cond && cond->reason == invalid_spec_reason && st_.phase != phase::none) {
+    // A spec that was invalid (or a canary refused) and is fixed: the condition goes back to the phase's.
+    if (const auto* cond = st_.condition("Promoted");
+        cond && (cond->reason == invalid_spec_reason || cond->reason == refused_reason) && st_.phase != phase::none) {
       make_conditions(st_.phase);
       write();
     }
@@ -67,6 +74,7 @@ class decider {
       return finish();
     }
     if (!obs_.target_error.empty()) {
+      hold(obs_.target_error);
       if (due_) {
         warn(obs_.target_error);
         d_.step_taken = true;
@@ -74,6 +82,7 @@ class decider {
       return finish();
     }
     advance();
+    if (!held_ && d_.step_taken && !d_.needs_input()) restore_condition();
     return finish();
   }
 
@@ -90,6 +99,7 @@ class decider {
   std::optional<wall_time> anchor_;
   bool due_ = false;
   bool idle_ = false;
+  bool held_ = false;  // hold() was called this tick
   int iterations_ = 0;  // analysis.iterations, 10 when the kubernetes provider forces Blue/Green
   decision d_;
   const std::vector<webhook_outcome> no_outcomes_{};
@@ -112,6 +122,7 @@ class decider {
         return;
       }
       if (obs_.primary.value == readiness::state::waiting) {
+        hold(obs_.primary.message);
         if (due_) {
           warn(obs_.primary.message);
           d_.step_taken = true;
@@ -159,6 +170,7 @@ class decider {
         return;
       }
       if (obs_.primary.value == readiness::state::waiting) {
+        hold(obs_.primary.message);
         if (due_) {
           warn(obs_.primary.message);
           d_.step_taken = true;
@@ -167,8 +179,10 @@ class decider {
       }
     }
     if (!obs_.routes) {
+      const std::string why = obs_.routes_error.empty() ? std::string("traffic routes unknown") : obs_.routes_error;
+      hold(why);
       if (due_) {
-        warn(obs_.routes_error.empty() ? std::string("traffic routes unknown") : obs_.routes_error);
+        warn(why);
         d_.step_taken = true;
       }
       return;
@@ -199,6 +213,7 @@ class decider {
     bool retriable = true;
     std::string not_ready;
     if (obs_.canary.value == readiness::state::waiting) {
+      hold(obs_.canary.message);
       warn(obs_.canary.message);
       return;
     }
@@ -281,6 +296,7 @@ class decider {
           return;
         }
         if (auto failure = judge_metrics(c_, metrics_provider, queries, *obs_.metric_results)) {
+          hold(failure->message);
           step(record_event{*failure});
           failed_check();
           return;
@@ -335,13 +351,16 @@ class decider {
         info(fmt::format("Confirm-rollout check {} passed", o.name));
         continue;
       }
+      const std::string why = gate_message(fmt::format("Halt {} advancement waiting for approval {}", c_.id(), o.name), o);
       if (st_.phase != phase::waiting) {
         set_phase(phase::waiting);
-        write();
-        warn(fmt::format("Halt {} advancement waiting for approval {}", c_.id(), o.name));
+        if (!hold(why)) write();
+        warn(why);
         if (const auto* hook = hook_at(webhook_type::confirm_rollout, i); hook && !hook->mute_alert) {
           alert("Canary is waiting for approval.", alert_severity::warn, false);
         }
+      } else {
+        hold(why);
       }
       d_.step_taken = true;
       return;
@@ -461,16 +480,18 @@ class decider {
         info(fmt::format("Confirm-promotion check {} passed", o.name));
         continue;
       }
+      const std::string why =
+          gate_message(fmt::format("Halt {} advancement waiting for promotion approval {}", c_.id(), o.name), o);
       if (st_.phase != phase::waiting_promotion) {
         set_phase(phase::waiting_promotion);
-        write();
-        warn(fmt::format("Halt {} advancement waiting for promotion approval {}", c_.id(), o.name));
+        if (!hold(why)) write();
+        warn(why);
         if (const auto* hook = hook_at(webhook_type::confirm_promotion, i); hook && !hook->mute_alert) {
           alert("Canary promotion is waiting for approval.", alert_severity::warn, false);
         }
       } else {
         set_iterations(iterations_ - 1);
-        write();
+        if (!hold(why)) write();
       }
       return false;
     }
@@ -552,6 +573,12 @@ class decider {
       idle_ = true;  // nothing to revert: the API server deletes the canary, the GC its objects
       return;
     }
+    // A refused canary touched nothing, so it reverts nothing: it only lets go of itself.
+    if (!obs_.refusal.empty()) {
+      act(workload_action::remove_finalizer);
+      idle_ = true;
+      return;
+    }
     if (!is_one_of(st_.phase, {phase::terminating, phase::terminated})) {
       set_phase(phase::terminating);
       write();
@@ -571,6 +598,56 @@ class decider {
     info(fmt::format("Terminated canary {}", c_.id()));
     act(workload_action::remove_finalizer);
     idle_ = true;
+  }
+
+  // The canary cannot go on: the Promoted condition (status and reason unchanged) says why,
+  // written once per distinct message. Callers record the Warning event themselves (paced).
+  // Returns whether it wrote the status.
+  bool hold(const std::string& why) {
+    held_ = true;
+    const std::string message = one_line(why);
+    if (!st_.condition("Promoted")) make_conditions(st_.phase == phase::none ? phase::initializing : st_.phase);
+    bool changed = false;
+    for (auto& cond : st_.conditions) {
+      if (cond.type != "Promoted" || cond.message == message) continue;
+      cond.message = message;
+      cond.last_update_time = now_;
+      changed = true;
+    }
+    if (changed) write();
+    return changed;
+  }
+
+  // A step went on: a condition message left by hold() goes back to the phase's.
+  void restore_condition() {
+    if (st_.phase == phase::none) return;
+    const promoted_condition pc = promoted_condition_for(c_, st_.phase);
+    for (auto& cond : st_.conditions) {
+      if (cond.type != "Promoted" || cond.reason != to_string(st_.phase) || cond.status != pc.status) continue;
+      if (cond.message == pc.message) return;
+      cond.message = pc.message;
+      cond.last_update_time = now_;
+      write();
+    }
+  }
+
+  // A gate's Warning: Flagger's text, plus the transport error when the hook did not answer at
+  // all (a hung gate is not just "waiting for approval").
+  static std::string gate_message(std::string text, const webhook_outcome& o) {
+    if (!o.answered && !o.error.empty()) text += ": no answer: " + o.error;
+    return one_line(text);
+  }
+
+  void refused() {
+    idle_ = true;
+    const std::string message = one_line(obs_.refusal);
+    const canary_condition* cur = st_.condition("Promoted");
+    if (cur && cur->status == "False" && cur->reason == refused_reason && cur->message == message) return;
+    canary_condition next{"Promoted", "False", now_, now_, std::string(refused_reason), message};
+    if (cur && cur->status == "False") next.last_transition_time = cur->last_transition_time;
+    st_.conditions = {next};
+    if (!c_.metadata.name.empty()) write();
+    warn(message);
   }
 
   void invalid() {
@@ -772,8 +849,12 @@ class decider {
   }
 
   // Records the outcome events of a run that stops at the first failure; true when all passed.
+  // A failure holds the canary with its Warning event's message.
   bool passed(webhook_type type, phase p, const std::vector<webhook_outcome>& outcomes) {
-    for (const auto& e : webhook_outcome_events(c_, type, p, outcomes)) step(record_event{e});
+    for (const auto& e : webhook_outcome_events(c_, type, p, outcomes)) {
+      if (e.severity != event_severity::info) hold(e.message);
+      step(record_event{e});
+    }
     return std::all_of(outcomes.begin(), outcomes.end(), [](const auto& o) { return o.ok; });
   }
 

@@ -83,6 +83,9 @@ struct webhook_outcome {
   std::string name;
   bool ok = false;    // 2xx up to 202, as Flagger counts success
   std::string error;  // the failure (response body or transport error)
+  // false: no HTTP answer at all (timeout, refused connection, TLS): a closed gate's Warning
+  // then says so instead of only "waiting for approval".
+  bool answered = true;
 };
 
 // What the daemon saw in its caches for one canary, plus the answers to this tick's requests.
@@ -110,6 +113,12 @@ struct observed_state {
   // Randomness for a new session affinity cookie: at least 20 letters ([a-zA-Z]) from the edge
   // (the core reads no random source). Only consulted when a cookie is created.
   std::string random_letters;
+  // Ownership (docs/ownership.md): an object this canary would write belongs to someone else
+  // (another Canary controls the target or a -primary/-canary object, an older Canary already
+  // targets the same workload or apex Service, ...). The edge's message names the object and its
+  // owner. When set, decide() touches nothing: Promoted=False (reason Refused) with this
+  // message and one Warning event; deletion only removes the finalizer.
+  std::string refusal;
   // meshRouter.GetRoutes, or the error that kept it from answering.
   std::optional<traffic_routes> routes;
   std::string routes_error;
@@ -240,7 +249,14 @@ struct decision {
 
 // The decision for one wake of one canary. `errors` are the decode/validation errors of `c`
 // (decode_canary's); with any, the canary gets condition Promoted=False (reason InvalidSpec) and
-// a Warning event once per distinct message, and nothing else happens.
+// a Warning event once per distinct message, and nothing else happens. observed_state::refusal
+// does the same with reason Refused.
+//
+// Whenever the canary cannot go on (missing target, primary or canary not ready, routes
+// unknown, a gate closed, a failing webhook or metric), the Promoted condition keeps its status
+// and reason and its message says why, in one line of at most max_message_bytes
+// (core/message.hpp), with a Warning event saying the same; once a step goes on again the
+// message returns to the phase's.
 decision decide(const canary& c, const std::vector<field_error>& errors, const observed_state& observed,
                 const rollout_options& options, const tick_clock& clock);
 

@@ -14,6 +14,7 @@
 
 #include "core/alert_payload.hpp"
 #include "core/alert_provider.hpp"
+#include "core/message.hpp"
 #include "daemon/metrics_registry.hpp"
 #include "k8s/cache.hpp"
 #include "k8s/config.hpp"
@@ -60,12 +61,15 @@ struct alert_sender::state {
   std::optional<core::alert_target> global;  // -msteams-url or -slack-url, if usable
   std::set<http::client*> in_flight;          // closed by stop()
   bool stopped = false;
+  std::function<void(const core::canary&, const std::string&)> on_failure;
 
-  void fail(const std::string& canary_id, const std::string& provider, const std::string& type,
-            const std::string& message) {
+  void fail(const core::canary& c, const std::string& provider, const std::string& type, const std::string& message) {
     failures.add({provider, type});
-    log::error(fmt::format("alert can't be sent: {}", message),
-               {{"canary", canary_id}, {"provider", provider}, {"type", type}});
+    log::error(fmt::format("alert can't be sent: {}", message), {{"canary", c.id()}, {"provider", provider}, {"type", type}});
+    if (on_failure && !stopped) {
+      on_failure(c, core::one_line(fmt::format("Alert to AlertProvider {} ({}) failed: {}", provider,
+                                               type.empty() ? "unknown type" : type, message)));
+    }
   }
 
   // The notifier of one canary alert, or the reason there is none (Flagger logs and skips it).
@@ -151,19 +155,20 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
   raw->shutdown();
   if (!res) co_return fmt::format("postMessage failed: sending notification failed: Post \"{}\": {}", shown, res.error().message());
   if (res->status < 200 || res->status > 299) {
-    constexpr std::size_t max_shown = 512;  // a chat service's error page is not a log line
-    std::string text = res->body.size() > max_shown ? res->body.substr(0, max_shown) + "..." : res->body;
-    co_return fmt::format("postMessage failed: sending notification failed: HTTP {}: {}", res->status, text);
+    // A chat service's error page is not a log line: its text, at most ~200 bytes, no markup.
+    co_return fmt::format("postMessage failed: sending notification failed: HTTP {} from {}: {}", res->status, shown,
+                          core::body_excerpt(res->body));
   }
   co_return std::string();
 }
 
 // Starts one post; its completion handler logs and counts the outcome.
-void spawn_post(const std::shared_ptr<alert_sender::state>& st, const std::string& canary_id, resolved r,
+void spawn_post(const std::shared_ptr<alert_sender::state>& st, const std::shared_ptr<const core::canary>& canary, resolved r,
                 std::string body) {
   const std::string type = r.target.type;
+  const std::string canary_id = canary->id();
   asio::co_spawn(st->ex, post_alert(st, std::move(r.target), std::move(body)),
-                 [st, canary_id, provider = std::move(r.provider), type](std::exception_ptr e, std::string err) {
+                 [st, canary, canary_id, provider = std::move(r.provider), type](std::exception_ptr e, std::string err) {
                    if (e) {
                      try {
                        std::rethrow_exception(e);
@@ -181,7 +186,7 @@ void spawn_post(const std::shared_ptr<alert_sender::state>& st, const std::strin
                                 {{"canary", canary_id}, {"provider", provider}, {"type", type}});
                      return;
                    }
-                   st->fail(canary_id, provider, type, err);
+                   st->fail(*canary, provider, type, err);
                  });
 }
 
@@ -223,11 +228,16 @@ void alert_sender::send(const core::canary& c, const core::send_alert& a) {
   log::debug(fmt::format("alert: {}", a.message), {{"canary", id}, {"severity", core::to_string(a.severity)}});
   const auto fields = core::alert_message_fields(c, a, st->opts.cluster_name);
   const auto& alerts = c.analysis_or_empty().alerts;
+  // What a failure's Event needs of the canary, shared by the posts of this alert.
+  auto about = std::make_shared<core::canary>();
+  about->api_version = c.api_version;
+  about->metadata = c.metadata;
+  about->status.phase = c.status.phase;
   if (alerts.empty()) {
     if (!st->global) return;
     resolved r{*st->global, "global"};
     std::string body = core::alert_payload(r.target, id, a.message, fields, a.severity);
-    spawn_post(st, id, std::move(r), std::move(body));
+    spawn_post(st, about, std::move(r), std::move(body));
     return;
   }
   for (const auto& al : alerts) {
@@ -235,12 +245,16 @@ void alert_sender::send(const core::canary& c, const core::send_alert& a) {
     auto r = st->resolve(c, al);
     if (!r) {
       const std::string ns = al.provider_ref.namespace_.empty() ? c.metadata.namespace_ : al.provider_ref.namespace_;
-      st->fail(id, fmt::format("{}.{}", al.provider_ref.name, ns), "unknown", r.error());
+      st->fail(*about, fmt::format("{}.{}", al.provider_ref.name, ns), "unknown", r.error());
       continue;
     }
     std::string body = core::alert_payload(r->target, id, a.message, fields, a.severity);
-    spawn_post(st, id, std::move(*r), std::move(body));
+    spawn_post(st, about, std::move(*r), std::move(body));
   }
+}
+
+void alert_sender::on_failure(std::function<void(const core::canary&, const std::string&)> f) {
+  state_->on_failure = std::move(f);
 }
 
 void alert_sender::stop() {

@@ -10,7 +10,8 @@
 // Each POST has a 5 s deadline (Flagger's), goes through the provider's HTTP proxy if it has one,
 // and runs in its own coroutine: send() returns at once, so a slow or dead notifier never delays
 // the rollout. A failure (unresolvable provider, transport error, non-2xx answer) is logged at
-// error with the `canary` field and counted in canaryd_alert_failures_total{provider,type}; a
+// error with the `canary` field, handed to on_failure() (a Warning Event on the Canary) and
+// counted in canaryd_alert_failures_total{provider,type}; a
 // success is counted in canaryd_alerts_sent_total{provider,type}. `provider` is
 // "<name>.<namespace>" of the AlertProvider, or "global" for the -slack-url/-msteams-url notifier.
 //
@@ -24,7 +25,9 @@
 // them, stops the sender before its caches, and outlives the drain).
 #include <boost/asio/any_io_executor.hpp>
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "core/canary.hpp"
 #include "core/rollout.hpp"
@@ -47,6 +50,10 @@ class alert_sender {
 
   // Starts delivering `a` about `c` to every notifier that should get it; returns at once.
   void send(const core::canary& c, const core::send_alert& a);
+  // Called with every alert that could not be delivered (unresolvable AlertProvider, missing
+  // Secret, transport error, timeout, non-2xx answer) and a one-line message naming the provider
+  // (the runner records it as a Warning Event on the Canary). nullptr: none. Must not block.
+  void on_failure(std::function<void(const core::canary&, const std::string&)> f);
   // Cancels the posts in flight; later send() calls do nothing.
   void stop();
 

@@ -16,6 +16,7 @@
 #include <variant>
 
 #include "core/canary.hpp"
+#include "core/message.hpp"
 #include "core/metric_check.hpp"
 #include "core/rollout.hpp"
 #include "daemon/alert_sender.hpp"
@@ -23,6 +24,7 @@
 #include "daemon/event_recorder.hpp"
 #include "daemon/metric_runner.hpp"
 #include "daemon/metrics_registry.hpp"
+#include "daemon/ownership.hpp"
 #include "daemon/target.hpp"
 #include "daemon/webhook_caller.hpp"
 #include "k8s/log.hpp"
@@ -180,6 +182,8 @@ struct runner_access {
         obs.routes_error = fmt::format("provider {} is not supported yet",
                                        c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider);
       }
+      // Before anything is written: is any of it someone else's?
+      obs.refusal = r.owners_->refusal(c, obs);
     }
     r.set_interests(t, std::move(interests));
 
@@ -242,6 +246,7 @@ struct runner_access {
 
   static asio::awaitable<void> apply(canary_runner& r, task& t, const core::canary& c, const k8s::object& obj,
                                      target_controller* target, mesh_router* mesh, const core::decision& d) {
+    const core::canary_status* status = &c.status;  // the status as this tick last wrote it
     for (const auto& step : d.steps) {
       if (t.stopped) co_return;
       action_result res;
@@ -261,6 +266,7 @@ struct runner_access {
           res = action_result(std::string("no router"));
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
+        if (res) status = &s->status;
       } else if (auto* s = std::get_if<core::record_event>(&step)) {
         r.events_->record(c, s->event);
       } else if (auto* s = std::get_if<core::send_alert>(&step)) {
@@ -279,6 +285,17 @@ struct runner_access {
         ev.message = res.error();
         ev.phase = c.status.phase;
         r.events_->record(c, ev);
+        // The canary cannot go on: its Promoted condition says why (once per distinct message;
+        // decide() puts the phase's message back once a step goes on).
+        core::canary_status held = *status;
+        const std::string why = core::one_line(res.error());
+        for (auto& cond : held.conditions) {
+          if (cond.type != "Promoted" || cond.message == why) continue;
+          cond.message = why;
+          cond.last_update_time = core::wall_clock::now();
+          if (!t.stopped && !std::holds_alternative<core::write_status>(step)) (void)co_await write_status(r, t, c, obj, held);
+          break;
+        }
         co_return;
       }
     }
@@ -292,7 +309,9 @@ struct runner_access {
       case wa::initialize_services: co_return co_await r.services_->initialize(c);
       case wa::reconcile_apex: co_return co_await r.services_->reconcile(c);
       case wa::reconcile_mesh:
-        if (!mesh) co_return action_result(std::string("no router for the canary's provider"));
+        if (!mesh)
+          co_return action_result(fmt::format("no router for provider {}",
+                                              c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider));
         co_return co_await mesh->reconcile(c);
       case wa::finalize_routers: {
         auto s = co_await r.services_->finalize(c);
@@ -394,6 +413,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       services_(make_service_router(k, opts)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
       flagger_metrics_(std::make_unique<canary_metrics>(registry)),
+      owners_(std::make_unique<ownership>(k)),
       tasks_gauge_(registry.gauge("canaryd_canary_tasks", "Running canary tasks")),
       resumed_(registry.counter("canaryd_canaries_resumed",
                                 "Canary tasks that finished their first decision since the process started")),
@@ -406,9 +426,22 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
   events_->on_event([this](const core::canary& c, const core::canary_event& e) {
     if (!stopped_) send_event_webhooks(ex_, c, e, opts_.event_webhook);
   });
+  // An alert that could not be delivered is a Warning Event on its Canary (aggregated by the
+  // recorder), not only a log line.
+  alerts_.on_failure([this](const core::canary& c, const std::string& message) {
+    if (stopped_) return;
+    core::canary_event ev;
+    ev.severity = core::event_severity::warning;
+    ev.message = message;
+    ev.phase = c.status.phase;
+    events_->record(c, ev);
+  });
 }
 
-canary_runner::~canary_runner() { stop(); }
+canary_runner::~canary_runner() {
+  alerts_.on_failure(nullptr);
+  stop();
+}
 
 void canary_runner::add(const std::string& key) {
   if (stopped_) return;
@@ -416,6 +449,7 @@ void canary_runner::add(const std::string& key) {
     wake(key);
     return;
   }
+  for (const auto& other : owners_->canary_changed(key)) wake(other);
   auto t = std::make_shared<task>(ex_, key);
   tasks_.emplace(key, t);
   flagger_metrics_->canary_added(t->namespace_name);
@@ -433,6 +467,14 @@ void canary_runner::add(const std::string& key) {
 void canary_runner::wake(const std::string& key) {
   auto it = tasks_.find(key);
   if (it == tasks_.end()) return;
+  // A changed Canary may claim another target or Service now (a cache look-up when unchanged).
+  for (const auto& other : owners_->canary_changed(key)) {
+    if (other == key) continue;
+    if (auto o = tasks_.find(other); o != tasks_.end()) {
+      o->second->dirty = true;
+      o->second->timer.cancel();
+    }
+  }
   it->second->dirty = true;
   it->second->timer.cancel();
 }
@@ -444,6 +486,15 @@ void canary_runner::remove(const std::string& key) {
   t->stopped = true;
   t->timer.cancel();
   set_interests(*t, {});
+  // The Canaries it held back may go on now.
+  if (!stopped_) {
+    for (const auto& other : owners_->canary_removed(key)) {
+      if (auto o = tasks_.find(other); o != tasks_.end()) {
+        o->second->dirty = true;
+        o->second->timer.cancel();
+      }
+    }
+  }
   events_->forget(key);  // before erase: `key` may be the map's own key (stop() passes it)
   flagger_metrics_->canary_removed(t->namespace_name, t->target_name);
   tasks_.erase(it);

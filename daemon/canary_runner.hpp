@@ -47,6 +47,7 @@ class metric_runner;
 class canary_metrics;
 class metrics_registry;
 class metric_family;
+class ownership;
 
 class canary_runner {
  public:
@@ -92,6 +93,7 @@ class canary_runner {
   std::unique_ptr<service_router> services_;
   std::unique_ptr<metric_runner> metrics_;
   std::unique_ptr<canary_metrics> flagger_metrics_;  // Flagger's flagger_canary_* families
+  std::unique_ptr<ownership> owners_;  // who may touch what (daemon/ownership.hpp)
   std::map<std::string, std::unique_ptr<mesh_router>, std::less<>> meshes_;
   std::map<std::string, std::shared_ptr<task>> tasks_;
   // "<source>/<namespace>/<name>" -> canary keys.

@@ -1,5 +1,7 @@
 #include "daemon/event_recorder.hpp"
 
+#include "core/message.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/json.hpp>
@@ -160,7 +162,8 @@ void event_recorder::record(const core::canary& c, const core::canary_event& e) 
     return;
   }
   pending_event p;
-  p.key = event_key(c.metadata.namespace_ + "/" + c.metadata.name, std::string(e.type()), e.message);
+  // One line of at most 1 KiB (core/message.hpp): an Event is no place for a receiver's page.
+  p.key = event_key(c.metadata.namespace_ + "/" + c.metadata.name, std::string(e.type()), core::one_line(e.message));
   p.id = id;
   p.namespace_ = c.metadata.namespace_;
   p.name = c.metadata.name;

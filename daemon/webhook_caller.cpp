@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "core/message.hpp"
 #include "core/revision.hpp"
 #include "k8s/http_client.hpp"
 #include "k8s/log.hpp"
@@ -77,14 +78,20 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
     auto res = co_await (*client)->send(req, hook.effective_timeout());
     if (!res) {
       out.error = fmt::format("Post \"{}\": {}", hook.url, res.error().message());
+      out.answered = false;
       continue;
     }
+    out.answered = true;
     if (res->status >= 200 && res->status <= 202) {
       out.ok = true;
       out.error.clear();
       break;
     }
-    out.error = res->body.empty() ? fmt::format("{} returned HTTP {}", hook.url, res->status) : res->body;
+    // The status and at most ~200 bytes of the body's text, never its markup: a receiver's
+    // HTML error page does not belong in an Event (core/message.hpp).
+    const std::string excerpt = core::body_excerpt(res->body);
+    out.error = excerpt.empty() ? fmt::format("HTTP {} from {}", res->status, core::url_host(hook.url))
+                                : fmt::format("HTTP {} from {}: {}", res->status, core::url_host(hook.url), excerpt);
     const bool retryable = res->status == 429 || (res->status >= 500 && res->status != 501);
     if (!retryable) break;
   }

@@ -8,6 +8,7 @@
 
 #include "core/alert_provider.hpp"
 #include "core/canary.hpp"
+#include "core/message.hpp"
 #include "core/metric_template.hpp"
 #include "tests/core/yaml_to_json.hpp"
 #include "tests/support/process.hpp"
@@ -549,6 +550,109 @@ TEST_CASE("each validation error names its field") {
     CHECK_FALSE(d.ok());
     CHECK(has_error(d, r.error));
   }
+}
+
+// Issue 11: what fails at run time when it can be known at decode time is refused at decode time.
+TEST_CASE("webhook URLs, retries, stepWeights, ports and port names are validated at decode time") {
+  struct row {
+    std::string json;
+    std::string error;  // "" = valid
+  };
+  auto hook = [](const std::string& fields) {
+    return minimal(R"("interval": "1m", "stepWeight": 10, "webhooks": [{"name": "w", )" + fields + "}]");
+  };
+  auto service = [](const std::string& fields) {
+    return R"({"metadata": {"name": "p"}, "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "p"}, "service": {"port": 80, )" +
+           fields + R"(}, "analysis": {"stepWeight": 5}}})";
+  };
+  const std::vector<row> rows = {
+      {hook(R"("url": "ftp://loadtester/")"), R"(spec.analysis.webhooks[0].url: scheme must be http or https, got "ftp")"},
+      {hook(R"("url": "file:///etc/passwd")"), R"(spec.analysis.webhooks[0].url: scheme must be http or https, got "file")"},
+      {hook(R"("url": "http://loadtester:99999/")"), R"(spec.analysis.webhooks[0].url: port must be between 1 and 65535, got "99999")"},
+      {hook(R"("url": "http://loadtester:0/")"), R"(spec.analysis.webhooks[0].url: port must be between 1 and 65535, got "0")"},
+      {hook(R"("url": "http://loadtester:http/")"), R"(spec.analysis.webhooks[0].url: port must be between 1 and 65535, got "http")"},
+      {hook(R"("url": "http://loadtester:/")"), R"(spec.analysis.webhooks[0].url: port must be between 1 and 65535, got "-")"},
+      {hook(R"("url": "http:///gate")"), R"(spec.analysis.webhooks[0].url: must name a host, got "http:///gate")"},
+      {hook(R"("url": "http://[::1/")"), R"(spec.analysis.webhooks[0].url: has an unterminated IPv6 address, got "http://[::1/")"},
+      {hook(R"("url": "http://load tester/")"), R"(spec.analysis.webhooks[0].url: has an invalid character in its host, got "http://load tester/")"},
+      {hook(R"("url": "http://w/", "retries": 1000000000)"), "spec.analysis.webhooks[0].retries: must be at most 10, got 1000000000"},
+      {hook(R"("url": "http://w/", "retries": 11)"), "spec.analysis.webhooks[0].retries: must be at most 10, got 11"},
+      {hook(R"("url": "http://w/", "retries": 10)"), ""},
+      {hook(R"("url": "HTTPS://user@w.example:8443/gate?x=1")"), ""},
+      {hook(R"("url": "http://[::1]:8080/")"), ""},
+      {hook(R"("url": "http://flagger-loadtester.test/")"), ""},
+      {minimal(R"("interval": "1m", "stepWeights": [10, 50, 150])"), "spec.analysis.stepWeights[2]: must be at most 100, got 150"},
+      {minimal(R"("interval": "1m", "stepWeights": [10, 50, 100])"), ""},
+      {minimal(R"("interval": "1m", "stepWeights": [-1])"), "spec.analysis.stepWeights[0]: must be at least 1, got -1"},
+      {minimal(R"("interval": "1m", "stepWeights": [20, 20])"), "spec.analysis.stepWeights[1]: must be greater than the previous step (20), got 20"},
+      {service(R"("portName": "HTTP")"),
+       R"(spec.service.portName: must be a DNS-1123 label (lowercase letters, digits and '-', at most 63), got "HTTP")"},
+      {service(R"("portName": "-web")"),
+       R"(spec.service.portName: must be a DNS-1123 label (lowercase letters, digits and '-', at most 63), got "-web")"},
+      {service(R"("portName": "http-web")"), ""},
+      {service(R"("targetPort": "my_port")"),
+       R"(spec.service.targetPort: a port name must be an IANA service name (at most 15 lowercase letters, digits and single '-', with a letter), got "my_port")"},
+      {service(R"("targetPort": "a-very-long-port-name")"),
+       R"(spec.service.targetPort: a port name must be an IANA service name (at most 15 lowercase letters, digits and single '-', with a letter), got "a-very-long-port-name")"},
+      {service(R"("targetPort": "1234")"),
+       R"(spec.service.targetPort: a port name must be an IANA service name (at most 15 lowercase letters, digits and single '-', with a letter), got "1234")"},
+      {service(R"("targetPort": "http--x")"),
+       R"(spec.service.targetPort: a port name must be an IANA service name (at most 15 lowercase letters, digits and single '-', with a letter), got "http--x")"},
+      {service(R"("targetPort": "http")"), ""},
+      {service(R"("targetPort": 0)"), "spec.service.targetPort: must be between 1 and 65535, got 0"},
+      {service(R"("targetPort": 8080)"), ""},
+  };
+  for (const auto& r : rows) {
+    auto d = decode_canary(r.json);
+    INFO("json: " << r.json);
+    INFO("expected: " << (r.error.empty() ? "no error" : r.error));
+    INFO("got: " << join_errors(d.errors));
+    if (r.error.empty()) {
+      CHECK(d.ok());
+    } else {
+      CHECK(has_error(d, r.error));
+    }
+  }
+}
+
+TEST_CASE("joined errors are one line of at most 1 KiB, however many there are") {
+  // 10,000 fractional stepWeights once wrote a 630 KB message into the status and an Event.
+  std::string weights;
+  for (int i = 0; i < 10000; ++i) weights += (i ? ", " : "") + std::to_string(i) + ".5";
+  auto d = decode_canary(minimal(R"("interval": "1m", "stepWeights": [)" + weights + "]"));
+  CHECK(d.errors.size() >= 10000);
+  const std::string joined = join_errors(d.errors);
+  CHECK(joined.size() <= max_message_bytes);
+  CHECK(joined.size() > max_message_bytes - 64);
+  CHECK(joined.ends_with("..."));
+  CHECK(joined.starts_with("spec.analysis.stepWeights[0]: must be an integer, got 0.5"));
+  CHECK(joined.find('\n') == std::string::npos);
+}
+
+TEST_CASE("message helpers: one line, capped at a character boundary, body text without markup, URL hosts") {
+  CHECK(one_line("  a\n\tb\r\n  c  ") == "a b c");
+  CHECK(one_line("abcdef", 5) == "ab...");
+  CHECK(one_line("abcde", 5) == "abcde");
+  // "é" is two bytes: a cut never splits it.
+  const std::string accented = "aé" + std::string(10, 'x');
+  CHECK(one_line(accented, 5) == "a...");
+  CHECK(one_line(std::string(5000, 'y')).size() == max_message_bytes);
+
+  const std::string page =
+      "<!DOCTYPE html>\n<html><head><title>414 Request-URI Too Large</title><style>body{color:red}</style>"
+      "<script>var x = '<b>';</script></head>\n<body><center><h1>414 Request-URI Too Large</h1></center>"
+      "<hr><center>nginx &amp; friends</center>\n" +
+      std::string(4000, ' ') + "</body></html>";
+  const std::string text = body_excerpt(page);
+  CHECK(text == "414 Request-URI Too Large 414 Request-URI Too Large nginx & friends");
+  CHECK(text.find('<') == std::string::npos);
+  CHECK(body_excerpt(std::string(1000, 'z')).size() == max_body_excerpt_bytes);
+  CHECK(body_excerpt("approval not granted\n") == "approval not granted");
+  CHECK(body_excerpt("<p>unterminated <b") == "unterminated");
+
+  CHECK(url_host("http://flagger-loadtester.test/gate/check") == "flagger-loadtester.test");
+  CHECK(url_host("https://user:pw@hooks.example:8443/x?y#z") == "hooks.example:8443");
+  CHECK(url_host("loadtester") == "");
 }
 
 TEST_CASE("cross-namespace references are rejected only with -no-cross-namespace-refs") {

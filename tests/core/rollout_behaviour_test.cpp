@@ -3,6 +3,7 @@
 // [quirk]s we fix.
 #include <doctest/doctest.h>
 
+#include "core/message.hpp"
 #include "tests/core/rollout_world.hpp"
 
 using namespace canaryd::core;
@@ -66,7 +67,9 @@ TEST_CASE("a closed confirm-rollout gate holds the canary in Waiting until it op
   w.image = "v2";
   w.step();
   CHECK(w.cd.status.phase == canary_phase::waiting);
-  CHECK(w.cd.status.conditions.at(0).message == "Waiting for approval.");
+  // Issue 11: the condition says which gate holds it (Flagger: "Waiting for approval.").
+  CHECK(w.cd.status.conditions.at(0).reason == "Waiting");
+  CHECK(w.cd.status.conditions.at(0).message == "Halt podinfo.default advancement waiting for approval gate");
   CHECK(w.has_event("Halt podinfo.default advancement waiting for approval gate"));
   CHECK(w.alerts.back().message == "Canary is waiting for approval.");
   CHECK(w.target_replicas == 0);  // not scaled up while waiting
@@ -454,6 +457,125 @@ TEST_CASE("an invalid canary gets Promoted=False naming the field, one Warning e
   w.step();
   CHECK(w.cd.status.phase == canary_phase::initializing);
   CHECK(w.cd.status.condition("Promoted")->reason == "Initializing");
+}
+
+// ---- ownership refusals and run-time holds (issue 11) ----------------------------------------
+
+TEST_CASE("a refused canary gets Promoted=False (Refused) with the owner named, one Warning event and touches nothing") {
+  world w(must_decode(fixture_canary_json()));
+  w.refusal = "refused: target Deployment podinfo.default is controlled by Canary other";
+  auto dec = w.tick();
+  const auto* cond = w.cd.status.condition("Promoted");
+  REQUIRE(cond);
+  CHECK(cond->status == "False");
+  CHECK(cond->reason == "Refused");
+  CHECK(cond->message == w.refusal);
+  CHECK(w.has_event(w.refusal));
+  CHECK(w.events.back().severity == event_severity::warning);
+  CHECK(w.actions.empty());
+  CHECK(w.route_writes.empty());
+  CHECK_FALSE(w.primary_exists);
+  CHECK_FALSE(dec.wake_at);
+  const int writes = w.status_writes;
+  w.step();
+  w.step();
+  CHECK(w.status_writes == writes);
+  CHECK(w.events.size() == 1);  // not repeated every tick
+  // The other owner is gone: the canary initializes and its condition follows its phase.
+  w.refusal.clear();
+  w.step();
+  CHECK(w.cd.status.phase == canary_phase::initializing);
+  CHECK(w.cd.status.condition("Promoted")->reason == "Initializing");
+  CHECK(w.did(workload_action::initialize_primary));
+}
+
+TEST_CASE("deleting a refused canary reverts nothing: only its finalizer goes") {
+  world w(must_decode(fixture_canary_json({}, R"("revertOnDeletion": true,)")));
+  w.refusal = "refused: Service podinfo.default is already the apex Service of Canary other";
+  w.tick();
+  w.cd.metadata.finalizers = {"finalizer.flagger.app"};
+  w.cd.metadata.deletion_timestamp = w.now;
+  w.actions.clear();
+  w.step();
+  CHECK(w.actions == std::vector<workload_action>{workload_action::remove_finalizer});
+  CHECK(w.route_writes.empty());
+}
+
+TEST_CASE("a canary that cannot go on says why in its Promoted condition, and the message returns once it goes on") {
+  world w(must_decode(fixture_canary_json()));
+  // A missing target: not "New Deployment detected, starting initialization."
+  w.target_error = "deployment podinfo.default get query error: deployments.apps \"podinfo\" not found";
+  w.tick();
+  const auto* cond = w.cd.status.condition("Promoted");
+  REQUIRE(cond);
+  CHECK(cond->status == "Unknown");
+  CHECK(cond->reason == "Initializing");
+  CHECK(cond->message == w.target_error);
+  CHECK(w.has_event(w.target_error));
+  const int writes = w.status_writes;
+  w.step();
+  CHECK(w.status_writes == writes);  // the same reason is written once
+  // The target appears; the primary is not ready yet: the condition says so.
+  w.target_error.clear();
+  w.step();
+  CHECK(w.cd.status.condition("Promoted")->message.starts_with("podinfo-primary.default not ready"));
+  w.make_primary_ready();
+  w.step();
+  CHECK(w.cd.status.phase == canary_phase::initialized);
+  CHECK(w.cd.status.condition("Promoted")->message == "Deployment initialization completed.");
+}
+
+TEST_CASE("a failing rollout webhook and a failing metric hold the canary with the failure in the condition") {
+  world w(must_decode(with_hooks(R"({"name": "smoke", "type": "rollout", "url": "http://smoke/"})")));
+  start_run(w);
+  w.step();  // the first step runs pre-rollout hooks only
+  REQUIRE(w.current_routes().canary == 10);
+  w.hook_answers["smoke"] = false;
+  w.step();
+  CHECK(w.cd.status.condition("Promoted")->message == "Halt podinfo.default advancement external check smoke failed 403 Forbidden");
+  CHECK(w.cd.status.failed_checks == 1);
+  // It goes on: the phase's message comes back.
+  w.hook_answers["smoke"] = true;
+  w.step();
+  CHECK(w.current_routes().canary == 20);
+  CHECK(w.cd.status.condition("Promoted")->message == "New revision detected, progressing canary analysis.");
+}
+
+TEST_CASE("a gate that does not answer says so instead of only waiting for approval") {
+  world w(must_decode(with_hooks(R"({"name": "gate", "type": "confirm-rollout", "url": "http://gate/"})")));
+  initialize(w);
+  w.image = "v2";
+  observed_state obs = w.observe();
+  decision d = decide(w.cd, {}, obs, w.options, {w.now + 1min, w.last_step});
+  REQUIRE(d.need_webhooks);
+  obs.webhook_results[webhook_type::confirm_rollout] = {
+      {"gate", false, "Post \"http://gate/\": context deadline exceeded", false}};
+  d = decide(w.cd, {}, obs, w.options, {w.now + 1min, w.last_step});
+  CHECK(d.phase == canary_phase::waiting);
+  const std::string want = "Halt podinfo.default advancement waiting for approval gate: no answer: Post \"http://gate/\": "
+                           "context deadline exceeded";
+  bool event = false, status = false;
+  for (const auto& s : d.steps) {
+    if (auto* e = std::get_if<record_event>(&s); e && e->event.message == want) event = true;
+    if (auto* ws = std::get_if<write_status>(&s); ws && ws->status.condition("Promoted")->message == want) status = true;
+  }
+  CHECK(event);
+  CHECK(status);
+}
+
+TEST_CASE("condition and event messages are capped at 1 KiB on one line") {
+  world w(must_decode(fixture_canary_json()));
+  w.target_error = "line one\nline two " + std::string(5000, 'x');
+  w.tick();
+  const auto& message = w.cd.status.condition("Promoted")->message;
+  CHECK(message.size() == max_message_bytes);
+  CHECK(message.starts_with("line one line two xxx"));
+  std::vector<field_error> many(3000, field_error{"spec.analysis.stepWeights[0]", "must be an integer, got 0.5"});
+  world v(must_decode(fixture_canary_json()));
+  v.errors = many;
+  v.tick();
+  CHECK(v.cd.status.condition("Promoted")->message.size() <= max_message_bytes);
+  CHECK(v.events.back().message.size() <= max_message_bytes);
 }
 
 TEST_CASE("a running canary edited into an invalid one is frozen where it is") {

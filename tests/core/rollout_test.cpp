@@ -53,7 +53,10 @@ TEST_CASE("the first tick creates the primary and the next one, with the primary
   CHECK(w.cd.status.phase == canary_phase::initializing);
   CHECK(w.cd.status.conditions.at(0).reason == "Initializing");
   CHECK(w.cd.status.conditions.at(0).status == "Unknown");
-  CHECK(w.cd.status.conditions.at(0).message == "New Deployment detected, starting initialization.");
+  // Issue 11: the condition says what initialization waits for (Flagger keeps "New Deployment
+  // detected, starting initialization." and puts the reason in Events only).
+  CHECK(w.cd.status.conditions.at(0).message ==
+        "podinfo-primary.default not ready: waiting for rollout to finish: 0 out of 1 new replicas have been updated");
   CHECK(w.has_event(
       "podinfo-primary.default not ready: waiting for rollout to finish: 0 out of 1 new replicas have been updated"));
   CHECK(w.target_replicas == 1);  // not scaled down before the primary is ready
@@ -301,7 +304,9 @@ TEST_CASE("Service targets shift the weights tick by tick as Flagger's tables sa
       {R"("threshold": 10, "stepWeight": 20, "maxWeight": 50,)", {100, 80, 60, 40}},
       {R"("threshold": 10, "stepWeight": 50, "maxWeight": 100,)", {100, 50, 0}},
       {R"("threshold": 10, "stepWeights": [1, 2, 10, 80],)", {100, 99, 98, 90, 20}},
-      {R"("threshold": 10, "stepWeights": [1, 2, 10, 200],)", {100, 99, 98, 90, 0}},
+      // Flagger's table has [1, 2, 10, 200] here (capped at 100); canaryd refuses steps above 100
+      // at decode time (issue 11, model_test), so the ladder ends at 100 itself.
+      {R"("threshold": 10, "stepWeights": [1, 2, 10, 100],)", {100, 99, 98, 90, 0}},
   };
   for (const auto& r : rows) {
     CAPTURE(r.analysis);

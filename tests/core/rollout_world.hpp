@@ -69,6 +69,7 @@ class world {
   bool target_deadline_exceeded = false;
   bool scalable = true;  // a Service target is never scaled (Flagger's no-op ScaleToZero)
   std::string target_error;
+  std::string refusal;  // observed_state::refusal (ownership)
 
   // The primary.
   bool primary_exists = false;
@@ -121,6 +122,7 @@ class world {
   observed_state observe() const {
     observed_state o;
     o.target_error = target_error;
+    o.refusal = refusal;
     o.target_revision = revision();
     o.tracked_configs = configs;
     o.target_scaled_to_zero = target_replicas == 0;

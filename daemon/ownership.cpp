@@ -1,0 +1,195 @@
+#include "daemon/ownership.hpp"
+
+#include <boost/json.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace canaryd {
+
+namespace {
+
+namespace json = boost::json;
+
+const json::value* at(const json::value& v, std::initializer_list<std::string_view> path) {
+  const json::value* cur = &v;
+  for (auto key : path) {
+    if (!cur->is_object()) return nullptr;
+    cur = cur->as_object().if_contains(key);
+    if (!cur) return nullptr;
+  }
+  return cur;
+}
+
+std::string text_at(const json::value& v, std::initializer_list<std::string_view> path) {
+  const json::value* s = at(v, path);
+  return s && s->is_string() ? std::string(s->as_string()) : std::string();
+}
+
+std::string split_ns(const std::string& key) { return key.substr(0, key.find('/')); }
+std::string split_name(const std::string& key) {
+  auto slash = key.find('/');
+  return slash == std::string::npos ? key : key.substr(slash + 1);
+}
+
+}  // namespace
+
+std::vector<std::string> ownership::canary_changed(const std::string& key) {
+  const std::string ns = split_ns(key);
+  auto obj = k_.canaries.get(ns, split_name(key));
+  if (!obj) return drop(key);
+  auto it = claims_.find(key);
+  if (it != claims_.end() && it->second.version == obj->resource_version()) return {};
+  claim next;
+  next.version = obj->resource_version();
+  boost::system::error_code ec;
+  json::value v = json::parse(obj->json(), ec);
+  if (!ec) {
+    next.created = text_at(v, {"metadata", "creationTimestamp"});
+    const std::string kind = text_at(v, {"spec", "targetRef", "kind"});
+    const std::string target = text_at(v, {"spec", "targetRef", "name"});
+    std::string apex = text_at(v, {"spec", "service", "name"});
+    if (apex.empty()) apex = target;
+    if (!target.empty()) next.keys.push_back(fmt::format("{}/target/{}/{}", ns, kind, target));
+    if (!apex.empty()) next.keys.push_back(fmt::format("{}/service/{}", ns, apex));
+  }
+  std::vector<std::string> wake;
+  if (it != claims_.end() && it->second.keys == next.keys && it->second.created == next.created) {
+    it->second.version = next.version;
+    return wake;
+  }
+  wake = drop(key);
+  for (const auto& k : next.keys) {
+    auto& set = index_[k];
+    for (const auto& other : set) wake.push_back(other);
+    set.insert(key);
+  }
+  claims_[key] = std::move(next);
+  std::sort(wake.begin(), wake.end());
+  wake.erase(std::unique(wake.begin(), wake.end()), wake.end());
+  std::erase(wake, key);
+  return wake;
+}
+
+std::vector<std::string> ownership::canary_removed(const std::string& key) { return drop(key); }
+
+std::vector<std::string> ownership::drop(const std::string& key) {
+  std::vector<std::string> wake;
+  auto it = claims_.find(key);
+  if (it == claims_.end()) return wake;
+  for (const auto& k : it->second.keys) {
+    auto ix = index_.find(k);
+    if (ix == index_.end()) continue;
+    ix->second.erase(key);
+    for (const auto& other : ix->second) wake.push_back(other);
+    if (ix->second.empty()) index_.erase(ix);
+  }
+  claims_.erase(it);
+  return wake;
+}
+
+std::string ownership::older_claimant(const std::string& index_key, const std::string& self) const {
+  auto ix = index_.find(index_key);
+  auto mine = claims_.find(self);
+  if (ix == index_.end() || mine == claims_.end()) return {};
+  std::string best;
+  std::pair<std::string, std::string> best_rank{mine->second.created, split_name(self)};
+  for (const auto& other : ix->second) {
+    if (other == self) continue;
+    auto c = claims_.find(other);
+    if (c == claims_.end()) continue;
+    std::pair<std::string, std::string> rank{c->second.created, split_name(other)};
+    if (rank < best_rank) {
+      best_rank = std::move(rank);
+      best = other;
+    }
+  }
+  return best;
+}
+
+const ownership::controller& ownership::controller_of(const char* kind, const k8s::object& o) const {
+  controller& c = controllers_[fmt::format("{}/{}", kind, o.key())];
+  std::string version = fmt::format("{}/{}", o.uid(), o.resource_version());
+  if (c.version == version) return c;
+  c = controller{std::move(version), {}, {}};
+  // Most objects have no ownerReferences at all: no parse.
+  if (o.json().find("\"ownerReferences\"") == std::string_view::npos) return c;
+  boost::system::error_code ec;
+  json::value v = json::parse(o.json(), ec);
+  if (ec) return c;
+  const json::value* refs = at(v, {"metadata", "ownerReferences"});
+  if (!refs || !refs->is_array()) return c;
+  for (const auto& r : refs->as_array()) {
+    const json::value* ctl = at(r, {"controller"});
+    if (!ctl || !ctl->is_bool() || !ctl->as_bool()) continue;
+    // metav1.GetControllerOf: the first controller reference is the one.
+    c.kind = text_at(r, {"kind"});
+    c.name = text_at(r, {"name"});
+    break;
+  }
+  return c;
+}
+
+std::string ownership::foreign(const core::canary& c, const char* kind, const k8s::object_ptr& o,
+                               bool any_controller) const {
+  if (!o) return {};
+  const controller& ctl = controller_of(kind, *o);
+  if (ctl.kind.empty()) return {};
+  if (ctl.kind == "Canary" && ctl.name == c.metadata.name) return {};
+  if (!any_controller && ctl.kind != "Canary") return {};
+  return fmt::format("refused: {} {}.{} is controlled by {} {}, not by this Canary; canaryd changes only what it "
+                     "created or was handed",
+                     kind, o->name(), c.metadata.namespace_, ctl.kind, ctl.name);
+}
+
+std::string ownership::refusal(const core::canary& c, const core::observed_state& obs) const {
+  const std::string& ns = c.metadata.namespace_;
+  const std::string self = k8s::object_key(ns, c.metadata.name);
+  const auto& ref = c.spec.target_ref;
+  // 1. One Canary per target and per apex Service.
+  if (auto other = older_claimant(fmt::format("{}/target/{}/{}", ns, ref.kind, ref.name), self); !other.empty()) {
+    return fmt::format("refused: {} {}.{} is already the target of Canary {} (the oldest Canary of a target drives it)",
+                       ref.kind, ref.name, ns, split_name(other));
+  }
+  const std::string apex = c.apex_service_name();
+  if (auto other = older_claimant(fmt::format("{}/service/{}", ns, apex), self); !other.empty()) {
+    return fmt::format("refused: Service {}.{} is already the apex Service of Canary {} (the oldest Canary of a "
+                       "Service drives it)",
+                       apex, ns, split_name(other));
+  }
+  if (ref.kind != "Deployment") return {};  // other kinds are refused as unsupported elsewhere
+  // 2. The target is not another Canary's object.
+  if (auto target = k_.deployments.get(ns, ref.name)) {
+    const controller& ctl = controller_of("Deployment", *target);
+    if (ctl.kind == "Canary") {
+      return fmt::format("refused: target Deployment {}.{} is controlled by Canary {}; a Canary's target must not "
+                         "be an object canaryd manages for another Canary",
+                         ref.name, ns, ctl.name);
+    }
+  }
+  // 3. What canaryd creates for this Canary is this Canary's (or nobody's).
+  if (auto why = foreign(c, "Deployment", k_.deployments.get(ns, c.primary_workload_name()), true); !why.empty())
+    return why;
+  if (auto why = foreign(c, "Service", k_.services.get(ns, c.primary_service_name()), true); !why.empty()) return why;
+  if (auto why = foreign(c, "Service", k_.services.get(ns, c.canary_service_name()), true); !why.empty()) return why;
+  if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind == "HorizontalPodAutoscaler") {
+    if (auto why = foreign(c, "HorizontalPodAutoscaler", k_.hpas.get(ns, c.spec.autoscaler_ref->name + "-primary"), true);
+        !why.empty())
+      return why;
+  }
+  for (const auto& [key, _] : obs.tracked_configs) {
+    const auto slash = key.find('/');
+    if (slash == std::string::npos) continue;
+    const bool is_cm = key.substr(0, slash) == "configmap";
+    const std::string copy = key.substr(slash + 1) + "-primary";
+    auto why = foreign(c, is_cm ? "ConfigMap" : "Secret", (is_cm ? k_.configmaps : k_.secrets).get(ns, copy), true);
+    if (!why.empty()) return why;
+  }
+  // 4. The apex may be the user's Service, never another Canary's.
+  if (auto why = foreign(c, "Service", k_.services.get(ns, apex), false); !why.empty()) return why;
+  return {};
+}
+
+}  // namespace canaryd
