@@ -74,11 +74,10 @@ class decider {
       return finish();
     }
     if (!obs_.target_error.empty()) {
-      hold(obs_.target_error);
-      if (due_) {
-        warn(obs_.target_error);
-        d_.step_taken = true;
-      }
+      // One Warning per distinct reason, with the condition (not one every interval: at a few
+      // dozen held canaries the repeats outran the Event writer and the reasons were dropped).
+      if (hold(obs_.target_error)) warn(obs_.target_error);
+      if (due_) d_.step_taken = true;
       return finish();
     }
     advance();
@@ -122,11 +121,8 @@ class decider {
         return;
       }
       if (obs_.primary.value == readiness::state::waiting) {
-        hold(obs_.primary.message);
-        if (due_) {
-          warn(obs_.primary.message);
-          d_.step_taken = true;
-        }
+        if (hold(obs_.primary.message)) warn(obs_.primary.message);
+        if (due_) d_.step_taken = true;
         return;
       }
     }
@@ -170,21 +166,15 @@ class decider {
         return;
       }
       if (obs_.primary.value == readiness::state::waiting) {
-        hold(obs_.primary.message);
-        if (due_) {
-          warn(obs_.primary.message);
-          d_.step_taken = true;
-        }
+        if (hold(obs_.primary.message)) warn(obs_.primary.message);
+        if (due_) d_.step_taken = true;
         return;
       }
     }
     if (!obs_.routes) {
       const std::string why = obs_.routes_error.empty() ? std::string("traffic routes unknown") : obs_.routes_error;
-      hold(why);
-      if (due_) {
-        warn(why);
-        d_.step_taken = true;
-      }
+      if (hold(why)) warn(why);
+      if (due_) d_.step_taken = true;
       return;
     }
     const traffic_routes routes = *obs_.routes;
@@ -213,8 +203,7 @@ class decider {
     bool retriable = true;
     std::string not_ready;
     if (obs_.canary.value == readiness::state::waiting) {
-      hold(obs_.canary.message);
-      warn(obs_.canary.message);
+      if (hold(obs_.canary.message)) warn(obs_.canary.message);
       return;
     }
     if (obs_.canary.value == readiness::state::failed) {

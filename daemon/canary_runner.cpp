@@ -284,18 +284,24 @@ struct runner_access {
         ev.severity = core::event_severity::warning;
         ev.message = res.error();
         ev.phase = c.status.phase;
-        r.events_->record(c, ev);
-        // The canary cannot go on: its Promoted condition says why (once per distinct message;
-        // decide() puts the phase's message back once a step goes on).
+        // The canary cannot go on: its Promoted condition says why, and one Warning Event per
+        // distinct reason (not one every interval); decide() puts the phase's message back once
+        // a step goes on.
         core::canary_status held = *status;
         const std::string why = core::one_line(res.error());
+        bool repeated = false;
         for (auto& cond : held.conditions) {
-          if (cond.type != "Promoted" || cond.message == why) continue;
+          if (cond.type != "Promoted") continue;
+          if (cond.message == why) {
+            repeated = true;
+            break;
+          }
           cond.message = why;
           cond.last_update_time = core::wall_clock::now();
           if (!t.stopped && !std::holds_alternative<core::write_status>(step)) (void)co_await write_status(r, t, c, obj, held);
           break;
         }
+        if (!repeated) r.events_->record(c, ev);
         co_return;
       }
     }

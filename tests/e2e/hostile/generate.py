@@ -91,13 +91,10 @@ field(fid(), "spec.analysis.iterations", analysis={"iterations": 2.5})
 field(fid(), "spec.analysis.threshold", analysis={"threshold": 1e12})
 for interval in ("500ms", "0s", "5mx", "10m5"):
     field(fid(), "spec.analysis.interval", analysis={"interval": interval})
-field(fid(), "spec.analysis.metrics[0].name", analysis={"metrics": [{"interval": "1m"}]})
 field(fid(), "spec.analysis.metrics[0].thresholdRange", analysis={"metrics": [{"name": "request-duration"}]})
 field(fid(), "spec.analysis.metrics[0].interval", analysis={"metrics": [{"name": "request-success-rate", "interval": "1mx", "thresholdRange": {"min": 99}}]})
 field(fid(), "spec.analysis.metrics[0]", analysis={"metrics": [{"name": "latency"}]})
-field(fid(), "spec.analysis.metrics[0].templateRef.name", analysis={"metrics": [{"name": "x", "templateRef": {"namespace": "demo"}}]})
 field(fid(), "spec.analysis.metrics[0].thresholdRange", analysis={"metrics": [{"name": "request-duration", "thresholdRange": {"min": 5, "max": 1}}]})
-field(fid(), "spec.analysis.metrics[1].name", analysis={"metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}}, {"query": "up"}]})
 
 
 def hook(**h):
@@ -106,7 +103,6 @@ def hook(**h):
     return {"webhooks": [base]}
 
 
-field(fid(), "spec.analysis.webhooks[0].url", analysis={"webhooks": [{"name": "w"}]})
 for url in ("loadtester", "ftp://loadtester/", "file:///etc/passwd", "gopher://x/", "http://loadtester:99999/",
             "http://loadtester:0/", "http://loadtester:http/", "http:///gate", "https://[::1/", "http://load tester/",
             "http://loadtester:65536/", "ws://loadtester/", "http://loadtester:-1/"):
@@ -114,13 +110,9 @@ for url in ("loadtester", "ftp://loadtester/", "file:///etc/passwd", "gopher://x
 for retries in (1e9, 11, 100, -1):
     field(fid(), "spec.analysis.webhooks[0].retries", analysis=hook(retries=retries))
 field(fid(), "spec.analysis.webhooks[0].timeout", analysis=hook(timeout="5sx"))
-field(fid(), "spec.analysis.webhooks[0].name", analysis={"webhooks": [{"url": "http://x/"}]})
 field(fid(), "spec.analysis.webhooks[1].url",
       analysis={"webhooks": [{"name": "ok", "url": "http://x/"}, {"name": "bad", "url": "ftp://x/"}]})
-field(fid(), "spec.analysis.alerts[0].name", analysis={"alerts": [{"providerRef": {"name": "p"}}]})
-field(fid(), "spec.analysis.sessionAffinity.cookieName", analysis={"sessionAffinity": {"maxAge": 5}})
 field(fid(), "spec.analysis.sessionAffinity.primaryCookieName", analysis={"sessionAffinity": {"cookieName": "c", "primaryCookieName": "c"}})
-field(fid(), "spec.analysis.sessionAffinity.sameSite", analysis={"sessionAffinity": {"cookieName": "c", "sameSite": "Sometimes"}})
 for port_name in ("HTTP", "-web", "web-", "a" * 64, "web_1"):
     field(fid(), "spec.service.portName", service={"portName": port_name})
 for target_port in ("my_port", "a-very-long-port-name", "1234", "http--x", "-http"):
@@ -131,9 +123,6 @@ field(fid(), "spec.service.gatewayRefs[0].name", service={"gatewayRefs": [{"name
 field(fid(), "spec.service.mirror[0].backendRef.port", service={"mirror": [{"backendRef": {"name": "m"}}]})
 field(fid(), "spec.service.delegation", service={"delegation": True, "hosts": ["a.example"]})
 field(fid(), "spec.progressDeadlineSeconds", spec={"progressDeadlineSeconds": -1})
-field(fid(), "spec.autoscalerRef.primaryScalerReplicas.minReplicas",
-      spec={"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "h",
-                              "primaryScalerReplicas": {"minReplicas": 0}}})
 field(fid(), "spec.autoscalerRef.primaryScalerReplicas",
       spec={"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "h",
                               "primaryScalerReplicas": {"minReplicas": 5, "maxReplicas": 2}}})
@@ -142,7 +131,7 @@ field(fid(), "spec.service.port", service={"port": 0})
 field(fid(), "spec.service.port", service={"port": 70000})
 field(fid(), "spec.targetRef.apiVersion",
       spec={"targetRef": {"apiVersion": "", "kind": "Deployment", "name": "podinfo"}})
-field(fid(), "spec.ingressRef.kind",
+field(fid(), "spec.ingressRef.name",
       spec={"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": ""}})
 
 # ---- admission: the CRD schema refuses ---------------------------------------------------------
@@ -200,6 +189,17 @@ for path, value, text in (
         (("spec", "analysis", "match"), {"headers": {}}, "match"),
         (("spec", "analysis", "sessionAffinity"), "sticky", "sessionAffinity"),
         (("spec", "service", "mirror"), [{"backendRef": {"name": "m", "port": 99999}}], "port"),
+        # Required by the schema, so refused before canaryd sees them.
+        (("spec", "analysis", "metrics"), [{"interval": "1m"}], "name"),
+        (("spec", "analysis", "metrics"), [{"name": "x", "templateRef": {"namespace": "demo"}}], "name"),
+        (("spec", "analysis", "metrics"), [{"name": "request-success-rate"}, {"query": "up"}], "name"),
+        (("spec", "analysis", "webhooks"), [{"name": "w"}], "url"),
+        (("spec", "analysis", "webhooks"), [{"url": "http://x/"}], "name"),
+        (("spec", "analysis", "alerts"), [{"providerRef": {"name": "p"}}], "name"),
+        (("spec", "analysis", "sessionAffinity"), {"cookieName": "c", "sameSite": "Sometimes"}, "sameSite"),
+        (("spec", "analysis", "sessionAffinity"), {"maxAge": 5}, "cookieName"),
+        (("spec", "autoscalerRef"), {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "h",
+                                     "primaryScalerReplicas": {"minReplicas": 0}}, "minReplicas"),
 ):
     obj = bad(lambda c: set_path(c, path, value))
     admission(obj["metadata"]["name"], text, obj)
@@ -254,10 +254,11 @@ def rid():
 
 
 name = rid()
-add(name, "refused", "controlled by Canary podinfo", [canary(name, target="podinfo-primary")])
+add(name, "refused", "controlled by Canary podinfo", [canary(name, target="podinfo-primary", service={"name": name + "-svc"})])
+# A second Canary on that same target: refused by the first rule already, naming r001.
 name = rid()
-add(name, "refused", "controlled by Canary podinfo",
-    [canary(name, target="podinfo-primary", spec={"revertOnDeletion": True})])
+add(name, "refused", "already the target of Canary r001",
+    [canary(name, target="podinfo-primary", spec={"revertOnDeletion": True}, service={"name": name + "-svc"})])
 name = rid()
 add(name, "refused", "Canary podinfo", [canary(name, target=name + "-app", service={"name": "podinfo"})], target=name + "-app")
 name = rid()
