@@ -62,9 +62,17 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
     return wake;
   }
   wake = drop(key);
+  // Only the claimants this one now ranks ahead of lose their standing (a new Canary is almost
+  // always the youngest: it wakes nobody, so a namespace of N Canaries on one target costs N
+  // wakes, not N^2).
+  const std::pair<std::string, std::string> mine{next.created, split_name(key)};
   for (const auto& k : next.keys) {
     auto& set = index_[k];
-    for (const auto& other : set) wake.push_back(other);
+    for (const auto& other : set) {
+      auto c = claims_.find(other);
+      if (c == claims_.end() || mine < std::pair<std::string, std::string>{c->second.created, split_name(other)})
+        wake.push_back(other);
+    }
     set.insert(key);
   }
   claims_[key] = std::move(next);
@@ -84,7 +92,19 @@ std::vector<std::string> ownership::drop(const std::string& key) {
     auto ix = index_.find(k);
     if (ix == index_.end()) continue;
     ix->second.erase(key);
-    for (const auto& other : ix->second) wake.push_back(other);
+    // The oldest remaining claimant may go on now; the others stay refused by it.
+    std::string oldest;
+    std::pair<std::string, std::string> best;
+    for (const auto& other : ix->second) {
+      auto c = claims_.find(other);
+      if (c == claims_.end()) continue;
+      std::pair<std::string, std::string> rank{c->second.created, split_name(other)};
+      if (oldest.empty() || rank < best) {
+        best = std::move(rank);
+        oldest = other;
+      }
+    }
+    if (!oldest.empty()) wake.push_back(oldest);
     if (ix->second.empty()) index_.erase(ix);
   }
   claims_.erase(it);

@@ -9,9 +9,12 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -143,6 +146,19 @@ TEST_CASE("the hostile corpus: every case refused or reported as expected, none 
   kubesim_instance sim;
   setup_cluster(sim);
   auto d = start_canaryd(sim);
+  // canaryd logs a line per Event; read its stdout all along (a full pipe would block it), and
+  // keep the last lines for a failure message.
+  std::mutex log_mutex;
+  std::deque<std::string> log_tail;
+  std::jthread drain([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      auto line = d.proc->read_line(200ms);
+      if (!line) continue;
+      std::lock_guard lock(log_mutex);
+      log_tail.push_back(std::move(*line));
+      if (log_tail.size() > 80) log_tail.pop_front();
+    }
+  });
   init_podinfo(sim);
   REQUIRE(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 20s));
 
@@ -266,8 +282,10 @@ TEST_CASE("the hostile corpus: every case refused or reported as expected, none 
   const bool promoted_ok = wait_phase(sim, "podinfo", "Succeeded", 60s);
   if (!promoted_ok) {
     std::string log;
-    const auto lines = d.proc->lines();
-    for (std::size_t i = lines.size() > 60 ? lines.size() - 60 : 0; i < lines.size(); ++i) log += lines[i] + "\n";
+    {
+      std::lock_guard lock(log_mutex);
+      for (const auto& l : log_tail) log += l + "\n";
+    }
     FAIL_CHECK("podinfo did not promote; events:\n" << dump(canary_events(sim, "podinfo")) << "canaryd's last lines:\n" << log);
   }
   CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
