@@ -156,7 +156,7 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
   if (!res) co_return fmt::format("postMessage failed: sending notification failed: Post \"{}\": {}", shown, res.error().message());
   if (res->status < 200 || res->status > 299) {
     // A chat service's error page is not a log line: its text, at most ~200 bytes, no markup.
-    co_return fmt::format("postMessage failed: sending notification failed: HTTP {} from {}: {}", res->status, shown,
+    co_return fmt::format("postMessage failed: sending notification failed: HTTP {}: {}", res->status,
                           core::body_excerpt(res->body));
   }
   co_return std::string();
