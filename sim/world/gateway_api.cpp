@@ -169,25 +169,6 @@ bool selector_matches(const json::object* selector, const json::object* labels, 
   return true;
 }
 
-// A header value's Set-Cookie effect: ("name=value", deleted?).
-std::optional<std::pair<std::string, bool>> parse_set_cookie(std::string_view v) {
-  auto semi = v.find(';');
-  auto pair = trim(v.substr(0, semi));
-  if (pair.empty() || pair.find('=') == std::string_view::npos) return std::nullopt;
-  bool deleted = false;
-  std::string_view rest = semi == std::string_view::npos ? std::string_view{} : v.substr(semi + 1);
-  while (!rest.empty()) {
-    auto next = rest.find(';');
-    auto attr = trim(rest.substr(0, next));
-    rest = next == std::string_view::npos ? std::string_view{} : rest.substr(next + 1);
-    if (attr.size() > 8 && iequals(attr.substr(0, 8), "max-age=")) {
-      auto n = trim(attr.substr(8));
-      deleted = !n.empty() && (n.front() == '-' || n == "0");
-    }
-  }
-  return std::pair{std::string(pair), deleted};
-}
-
 // The effects of one list of filters on a share of requests (rule-level or per backend).
 struct filter_effects {
   std::optional<int> answer;                 // RequestRedirect / unresolvable filter
@@ -254,8 +235,7 @@ void apply_filters(const json::array* filters, simulated_request& req, const jso
         if (auto* hs = arr_field(m, list))
           for (const auto& h : *hs) {
             if (!h.is_object() || !iequals(str_field(&h.get_object(), "name"), "set-cookie")) continue;
-            if (auto c = parse_set_cookie(str_field(&h.get_object(), "value")))
-              (c->second ? fx.delete_cookies : fx.set_cookies).push_back(c->first);
+            read_set_cookie(str_field(&h.get_object(), "value"), fx.set_cookies, fx.delete_cookies);
           }
     } else if (type == "RequestMirror") {
       auto* m = obj_field(&fo, "requestMirror");

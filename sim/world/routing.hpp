@@ -11,6 +11,7 @@
 #include <boost/json/object.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kubesim::world {
@@ -47,5 +48,14 @@ struct routing_decision {
   std::vector<answered_share> answered;
   std::vector<std::string> problems;  // one sentence each, logged by the emulator
 };
+
+// Reads a Set-Cookie header value into the cookie it sets ("name=value") or, with Max-Age <= 0, the
+// one it deletes ("name=value" too; only the name counts). Ignores values without "name=".
+void read_set_cookie(std::string_view value, std::vector<std::string>& set, std::vector<std::string>& deleted);
+
+// A client's Cookie header ("a=1; b=2") after a response that sets `set` and deletes `deleted`:
+// a set cookie replaces the one of the same name in place, or is appended; a deleted one goes.
+std::string apply_cookies(std::string_view cookie_header, const std::vector<std::string>& set,
+                          const std::vector<std::string>& deleted);
 
 }  // namespace kubesim::world

@@ -45,6 +45,8 @@ inline constexpr std::string_view header_share = "kubesim.dev/header-share";
 inline constexpr std::string_view cookie = "kubesim.dev/cookie";
 inline constexpr std::string_view cookie_share = "kubesim.dev/cookie-share";
 inline constexpr std::string_view source_workload = "kubesim.dev/source-workload";
+// On a Service or Gateway: requests per simulated client, which keeps the cookies responses set.
+inline constexpr std::string_view session_requests = "kubesim.dev/session-requests";
 // On a workload's pod template.
 inline constexpr std::string_view error_rate = "kubesim.dev/error-rate";
 inline constexpr std::string_view error_code = "kubesim.dev/error-code";

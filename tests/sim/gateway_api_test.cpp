@@ -7,11 +7,13 @@
 
 #include <boost/json/parse.hpp>
 
+#include <cmath>
 #include <map>
 #include <string>
 
 #include "sim/world/gateway_api.hpp"
 #include "sim/world/metrics.hpp"
+#include "sim/world/routing.hpp"
 #include "sim/world/traffic_model.hpp"
 
 namespace json = boost::json;
@@ -543,4 +545,83 @@ TEST_CASE("GAMMA: an HTTPRoute whose parent is a Service routes the requests its
   REQUIRE(p.flows.size() == 1);
   CHECK(p.flows[0].service == "podinfo");
   CHECK(p.flows[0].entry == "Service");
+}
+
+TEST_CASE("Set-Cookie headers and cookie jars: set, replace in place, delete with Max-Age <= 0") {
+  std::vector<std::string> set, del;
+  read_set_cookie("flagger-cookie=abc; Max-Age=86400; Path=/; HttpOnly", set, del);
+  read_set_cookie("old=1; Max-Age=-1", set, del);
+  read_set_cookie("gone=1; max-age=0", set, del);
+  read_set_cookie("no-equals-sign", set, del);
+  CHECK(set == std::vector<std::string>{"flagger-cookie=abc"});
+  CHECK(del == std::vector<std::string>{"old=1", "gone=1"});
+  CHECK(apply_cookies("", {"a=1"}, {}) == "a=1");
+  CHECK(apply_cookies("a=1; b=2", {"a=3"}, {}) == "a=3; b=2");
+  CHECK(apply_cookies("a=1;b=2", {"c=3"}, {"a=1"}) == "b=2; c=3");
+}
+
+TEST_CASE("sticky sessions: clients that keep cookies (kubesim.dev/session-requests) follow Flagger's session affinity") {
+  // Flagger's session-affinity HTTPRoute at canary weight 10: a Cookie-regex rule to the canary,
+  // and the weighted rule whose canary backendRef sets the cookie.
+  constexpr std::string_view affinity = R"({"parentRefs":[{"name":"public"}],"hostnames":["app.example.com"],"rules":[
+    {"matches":[{"path":{"type":"PathPrefix","value":"/"},"headers":[{"name":"Cookie","type":"RegularExpression","value":".*flagger-cookie.*abc.*"}]}],
+     "backendRefs":[{"name":"podinfo-primary","port":9898,"weight":0},{"name":"podinfo-canary","port":9898,"weight":100}]},
+    {"matches":[{"path":{"type":"PathPrefix","value":"/"}}],
+     "backendRefs":[{"name":"podinfo-primary","port":9898,"weight":90},
+                    {"name":"podinfo-canary","port":9898,"weight":10,"filters":[{"type":"ResponseHeaderModifier",
+                      "responseHeaderModifier":{"add":[{"name":"Set-Cookie","value":"flagger-cookie=abc; Max-Age=86400"}]}}]}]}]})";
+  SUBCASE("without sessions every request is a new client: the weights hold") {
+    cluster_objects c = fixture();
+    c.http_routes = {route("podinfo", "test", affinity)};
+    CHECK(rps_by_workload(plan_traffic(c))["podinfo"] == doctest::Approx(2));
+  }
+  SUBCASE("with sessions of 10 requests a client that reached the canary once stays there") {
+    cluster_objects c = fixture(R"({"kubesim.dev/hostname":"app.example.com","kubesim.dev/session-requests":"10"})");
+    c.http_routes = {route("podinfo", "test", affinity)};
+    auto p = plan_traffic(c);
+    // Request k of a session reaches the canary with probability 1 - 0.9^(k+1).
+    double expected = 0;
+    for (int k = 0; k < 10; ++k) expected += 1 - std::pow(0.9, k + 1);
+    expected = 20 * expected / 10;
+    auto by = rps_by_workload(p);
+    CHECK(by["podinfo"] == doctest::Approx(expected));
+    CHECK(by["podinfo-primary"] == doctest::Approx(20 - expected));
+    CHECK(p.flows.size() == 2);  // the class without the cookie, and with it
+    CHECK(p.problems.empty());
+  }
+  SUBCASE("a response with Max-Age=-1 removes the cookie: Flagger's rule for the previous cookie") {
+    cluster_objects c = fixture(R"({"kubesim.dev/hostname":"app.example.com","kubesim.dev/session-requests":"10",
+      "kubesim.dev/cookie":"flagger-cookie=old","kubesim.dev/header-share":"1"})");
+    c.http_routes = {route("podinfo", "test", R"({"parentRefs":[{"name":"public"}],"rules":[
+      {"matches":[{"headers":[{"name":"Cookie","type":"RegularExpression","value":".*flagger-cookie.*old.*"}]}],
+       "filters":[{"type":"ResponseHeaderModifier","responseHeaderModifier":{"add":[{"name":"Set-Cookie","value":"flagger-cookie=old; Max-Age=-1"}]}}],
+       "backendRefs":[{"name":"podinfo-primary","port":9898}]},
+      {"backendRefs":[{"name":"podinfo-canary","port":9898}]}]})")};
+    auto by = rps_by_workload(plan_traffic(c));
+    CHECK(by["podinfo-primary"] == doctest::Approx(2));
+    CHECK(by["podinfo"] == doctest::Approx(18));
+  }
+  SUBCASE("Istio: a destination's response Set-Cookie header works the same way") {
+    cluster_objects c = fixture();
+    c.gateways.clear();
+    c.services[0] = service("podinfo", "test", R"({"app":"podinfo-primary"})", R"({"kubesim.dev/session-requests":"10"})");
+    json::object vs{{"metadata", json::object{{"name", "podinfo"}, {"namespace", "test"}, {"uid", "vs1"}}}};
+    vs["spec"] = parse_object(R"({"hosts":["podinfo"],"http":[
+      {"match":[{"headers":{"cookie":{"regex":".*flagger-cookie.*abc.*"}}}],
+       "route":[{"destination":{"host":"podinfo-canary"},"weight":100}]},
+      {"route":[{"destination":{"host":"podinfo-primary"},"weight":90},
+                {"destination":{"host":"podinfo-canary"},"weight":10,
+                 "headers":{"response":{"add":{"Set-Cookie":"flagger-cookie=abc; Max-Age=86400"}}}}]}]})");
+    c.virtual_services = {make(vs)};
+    double expected = 0;
+    for (int k = 0; k < 10; ++k) expected += 1 - std::pow(0.9, k + 1);
+    CHECK(rps_by_workload(plan_traffic(c))["podinfo"] == doctest::Approx(20 * expected / 10));
+  }
+  SUBCASE("a malformed session length is reported and taken as 1") {
+    cluster_objects c = fixture(R"({"kubesim.dev/hostname":"app.example.com","kubesim.dev/session-requests":"2.5"})");
+    c.http_routes = {route("podinfo", "test", affinity)};
+    auto p = plan_traffic(c);
+    CHECK(rps_by_workload(p)["podinfo"] == doctest::Approx(2));
+    CHECK(p.problems.size() == 1);
+  }
 }
