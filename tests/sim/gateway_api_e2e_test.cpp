@@ -254,6 +254,10 @@ TEST_CASE("Gateway API through kubesim --prometheus: an 80/20 HTTPRoute, header-
   // A/B: the Gateway's clients mark 25 % of their requests with x-canary: insider; those, and
   // only those, reach the canary.
   ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, ab_route);
+  // A rule without matches is defaulted to PathPrefix / (as is a match without a path).
+  CHECK(ks.kubectl_ok({"get", "-n", "test", "httproute", "podinfo", "-o", "jsonpath={.spec.rules[1].matches[0].path}"}) ==
+        R"({"type":"PathPrefix","value":"/"})");
+  CHECK(ks.kubectl_ok({"get", "-n", "test", "httproute", "podinfo", "-o", "jsonpath={.spec.rules[0].matches[0].path.value}"}) == "/");
   settle(12s);
   primary = rate_of(prom, primary_pods, "10s");
   canary = rate_of(prom, canary_pods, "10s");
