@@ -3,8 +3,8 @@
 // is too large for client-side apply), a Gateway whose kubesim.dev/* annotations configure the
 // simulated clients, and HTTPRoutes applied with the real kubectl under v1 and v1beta1. The
 // Kubernetes/Gateway API observer's queries (http_request_duration_seconds by pod) run on the real
-// Prometheus and must see the route's weights, header-marked requests reach only the canary, and
-// mirrored copies counted by the canary's pods.
+// Prometheus and must see the route's weights, header-marked requests reach only the canary,
+// mirrored copies counted by the canary's pods, and sticky clients under Flagger's session affinity.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -175,6 +175,36 @@ spec:
     - {name: podinfo-canary, port: 9898, weight: 0}
 )";
 
+// Flagger's session affinity at canary weight 10: the canary's responses set the cookie, and a
+// Cookie-regex rule sends the clients that carry it to the canary.
+const char* const affinity_route = R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: podinfo
+spec:
+  parentRefs:
+  - name: public
+  hostnames: [app.example.com]
+  rules:
+  - matches:
+    - headers:
+      - {name: Cookie, type: RegularExpression, value: ".*flagger-cookie.*vtzyzmpwzd.*"}
+    backendRefs:
+    - {name: podinfo-primary, port: 9898, weight: 0}
+    - {name: podinfo-canary, port: 9898, weight: 100}
+  - backendRefs:
+    - {name: podinfo-primary, port: 9898, weight: 90}
+    - name: podinfo-canary
+      port: 9898
+      weight: 10
+      filters:
+      - type: ResponseHeaderModifier
+        responseHeaderModifier:
+          add:
+          - {name: Set-Cookie, value: "flagger-cookie=vtzyzmpwzd; Max-Age=86400"}
+)";
+
 const std::string canary_pods = "kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
 const std::string primary_pods =
     "kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-primary-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
@@ -188,7 +218,7 @@ void settle(std::chrono::seconds window) { std::this_thread::sleep_for(window + 
 
 }  // namespace
 
-TEST_CASE("Gateway API through kubesim --prometheus: an 80/20 HTTPRoute, header-marked A/B and mirroring, within 5 %") {
+TEST_CASE("Gateway API through kubesim --prometheus: 80/20, header-marked A/B, mirroring and session affinity, within 5 %") {
   if (::access("/usr/bin/prometheus", X_OK) != 0) {
     MESSAGE("skipped: /usr/bin/prometheus is missing (scripts/setup installs it)");
     return;
@@ -273,4 +303,15 @@ TEST_CASE("Gateway API through kubesim --prometheus: an 80/20 HTTPRoute, header-
   MESSAGE("mirror: primary pods " << primary << "/s, canary pods " << canary << "/s");
   CHECK(primary == doctest::Approx(20).epsilon(0.05));
   CHECK(canary == doctest::Approx(20).epsilon(0.05));
+
+  // Session affinity: clients that send 10 requests each and keep their cookies. Request k of a
+  // session reaches the canary with probability 1 - 0.9^(k+1): 41.4 % of 20/s.
+  ks.kubectl_ok({"annotate", "-n", "test", "gateway", "public", "kubesim.dev/session-requests=10"});
+  ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, affinity_route);
+  settle(12s);
+  primary = rate_of(prom, primary_pods, "10s");
+  canary = rate_of(prom, canary_pods, "10s");
+  MESSAGE("session affinity: primary pods " << primary << "/s, canary pods " << canary << "/s");
+  CHECK(canary == doctest::Approx(8.276).epsilon(0.05));
+  CHECK(primary == doctest::Approx(11.724).epsilon(0.05));
 }
