@@ -18,8 +18,10 @@
 //    by a DestinationRule subset's labels when one is defined, and is ignored otherwise.
 //  - Gateway API: HTTPRoutes (gateway_api.hpp) route the requests sent through a Gateway (its
 //    clients are configured by the same annotations as a Service's, plus kubesim.dev/hostname)
-//    and those sent to a Service that is an HTTPRoute's parent (GAMMA). The reader returns a
-//    provider-neutral routing_decision (routing.hpp) that the planner resolves to pods.
+//    and those sent to a Service that is an HTTPRoute's parent (GAMMA).
+// Each reader returns a provider-neutral routing_decision (routing.hpp) that the planner resolves
+// to pods; clients that keep cookies (kubesim.dev/session-requests) are split into one flow per
+// set of cookies they hold, by the expected share of a session's requests sent with it.
 //
 // The annotations read (documented in docs/kubesim.md) are named in `annotations` below.
 #include <boost/json/object.hpp>
