@@ -6,10 +6,13 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <regex>
 #include <set>
 #include <unordered_map>
+
+#include "sim/world/gateway_api.hpp"
 
 namespace kubesim::world {
 
@@ -20,6 +23,8 @@ namespace {
 constexpr std::size_t max_regex_input = 4096;
 constexpr double max_rps = 1e6;
 constexpr double max_latency_ms = 3.6e6;
+constexpr int max_session_requests = 10000;
+constexpr std::size_t max_cookie_jars = 64;
 
 const json::object* obj_field(const json::object& o, std::string_view key) {
   auto it = o.find(key);
@@ -237,6 +242,7 @@ class planner {
     std::sort(order.begin(), order.end(),
               [](const service_info* a, const service_info* b) { return std::tie(a->ns, a->name) < std::tie(b->ns, b->name); });
     for (const auto* s : order) plan_service(*s);
+    for (const auto* g : gw_->gateways()) plan_gateway(*g);
     return std::move(plan_);
   }
 
@@ -428,6 +434,12 @@ class planner {
         }
       }
     }
+    gw_.emplace(objs_);
+    for (const auto& p : gw_->problems()) problem(p);
+    for (const auto& b : gw_->backends()) {
+      auto slash = b.find('/');
+      backends_.insert(b.substr(slash + 1) + "." + b.substr(0, slash) + ".svc.cluster.local");
+    }
   }
 
   // Indexes hosts once per plan: exact hosts by name (the oldest VirtualService first, as
@@ -453,22 +465,20 @@ class planner {
     return wildcard;
   }
 
-  // Ready pods behind a route destination (host and optional subset), or null if the host is
-  // no Service of the cluster.
-  const std::vector<const pod_info*>* destination_pods(const json::object& dest, const std::string& vs_ns,
-                                                       const service_info** svc_out) {
+  // A route destination (host and optional subset) as a backend share: the Service of the host and
+  // the labels of the subset in a DestinationRule for the host (the VirtualService's namespace
+  // first); without one the subset is ignored. Null when the host is no Service of the cluster.
+  std::optional<backend_share> destination_backend(const json::object& dest, const std::string& vs_ns) const {
     auto fq = qualify_host(str_field(&dest, "host"), vs_ns);
     auto it = services_.find(fq);
-    if (it == services_.end()) return nullptr;
-    *svc_out = &it->second;
+    if (it == services_.end()) return std::nullopt;
+    backend_share b;
+    b.service = it->second.name;
+    b.service_namespace = it->second.ns;
     auto subset = str_field(&dest, "subset");
-    if (subset.empty()) return &it->second.ready;
-    // The subset's labels, from a DestinationRule for this host (the VirtualService's namespace
-    // first); without one the subset is ignored.
-    const json::object* labels = nullptr;
-    bool found = false;
+    if (subset.empty()) return b;
     auto rules = dr_by_host_.find(fq);
-    for (int pass = 0; pass < 2 && !found && rules != dr_by_host_.end(); ++pass) {
+    for (int pass = 0; pass < 2 && rules != dr_by_host_.end(); ++pass) {
       for (const auto* dp : rules->second) {
         const auto& d = *dp;
         if ((pass == 0) != (d.ns == vs_ns)) continue;
@@ -477,29 +487,35 @@ class planner {
         if (!subsets) continue;
         for (const auto& s : *subsets) {
           if (!s.is_object() || str_field(&s.get_object(), "name") != subset) continue;
-          labels = obj_field(s.get_object(), "labels");
-          found = true;
-          break;
+          b.subset = obj_field(s.get_object(), "labels");
+          return b;
         }
-        if (found) break;
       }
     }
-    if (!found || !labels || labels->empty()) return &it->second.ready;
-    auto cache_key = fq + "#" + key(vs_ns, subset);
-    auto [c, inserted] = subset_pods_.try_emplace(cache_key);
-    if (inserted)
-      for (const auto* p : it->second.ready)
-        if (selects(*labels, p->labels)) c->second.push_back(p);
-    return &c->second;
+    return b;
   }
 
-  static std::string flow_key(const traffic_flow& f) { return f.namespace_ + "/" + f.service + "/" + f.request_class; }
+  // Set-Cookie values of an Istio Headers object's response set/add (maps of name to value).
+  static void response_cookies(const json::object* headers, std::vector<std::string>& set, std::vector<std::string>& del) {
+    auto* response = headers ? obj_field(*headers, "response") : nullptr;
+    for (auto list : {"set", "add"}) {
+      auto* m = response ? obj_field(*response, list) : nullptr;
+      if (!m) continue;
+      for (const auto& [name, v] : *m)
+        if (v.is_string() && lower(name) == "set-cookie") read_set_cookie(v.get_string(), set, del);
+    }
+  }
+
+  static std::string flow_key(const traffic_flow& f) {
+    auto k = f.namespace_ + "/" + f.service + "/" + f.request_class;
+    return f.entry == "Service" ? k : f.entry + ":" + k;
+  }
 
   void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
-              const std::vector<const pod_info*>& pods) {
+              const std::vector<const pod_info*>& pods, const std::string& path = {}) {
     if (rps <= 0 || pods.empty()) return;
     double each = rps / static_cast<double>(pods.size());
-    auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|";
+    auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|" + (path.empty() ? "" : path + "|");
     for (const auto* p : pods) {
       traffic_leg l;
       l.rps = each;
@@ -512,6 +528,14 @@ class planner {
       l.workload_key = key(p->ns, p->workload);
       if (auto b = plan_.workloads.find(l.workload_key); b != plan_.workloads.end()) l.behaviour = b->second;
       l.key = prefix + key(p->ns, p->name) + (mirrored ? "|mirror" : "");
+      l.path = path;
+      // One pod may get several shares of one flow (two rules' backends, a weight and a mirror
+      // of the same Service): they add up on one leg.
+      auto same = std::find_if(f.legs.begin(), f.legs.end(), [&](const traffic_leg& o) { return o.key == l.key; });
+      if (same != f.legs.end()) {
+        same->rps += l.rps;
+        continue;
+      }
       f.legs.push_back(std::move(l));
     }
   }
@@ -526,26 +550,28 @@ class planner {
     f.unrouted.push_back({rps, code, flow_key(f) + "|unrouted|" + std::to_string(code)});
   }
 
-  void route_destinations(traffic_flow& f, const json::array& dests, const vs_info& v, double rps) {
+  // Istio's reader: the routing_decision of VirtualService `v` for one request.
+  void route_destinations(routing_decision& d, const json::array& dests, const vs_info& v, double share,
+                          const json::object* route_headers) const {
     struct weighted {
+      const json::object* entry;
       const json::object* dest;
       double weight;
     };
     std::vector<weighted> ws;
     double total = 0;
-    for (const auto& d : dests) {
-      if (!d.is_object()) continue;
-      const auto& dob = d.get_object();
-      auto* dest = obj_field(dob, "destination");
+    for (const auto& e : dests) {
+      if (!e.is_object()) continue;
+      const auto& eo = e.get_object();
+      auto* dest = obj_field(eo, "destination");
       if (!dest) {
-        problem("VirtualService " + key(v.ns, v.name) + ": a route entry has no destination");
+        d.problems.push_back("a route entry has no destination");
         continue;
       }
-      double w = num_field(&dob, "weight").value_or(-1);
-      ws.push_back({dest, w});
+      ws.push_back({&eo, dest, num_field(&eo, "weight").value_or(-1)});
     }
     if (ws.empty()) {
-      add_unrouted(f, rps, 503);
+      d.answered.push_back({share, 503});
       return;
     }
     // A lone destination without a weight takes everything; Istio requires weights otherwise.
@@ -555,44 +581,50 @@ class planner {
       total += w.weight;
     }
     if (total <= 0) {
-      problem("VirtualService " + key(v.ns, v.name) + ": route weights sum to 0; shared equally");
+      d.problems.push_back("route weights sum to 0; shared equally");
       for (auto& w : ws) w.weight = 1;
       total = static_cast<double>(ws.size());
     }
     for (const auto& w : ws) {
-      double share = rps * w.weight / total;
-      if (share <= 0) continue;
-      const service_info* svc = nullptr;
-      auto* pods = destination_pods(*w.dest, v.ns, &svc);
-      if (!pods || pods->empty()) {
-        add_unrouted(f, share, 503);  // Envoy: no healthy upstream
+      double part = share * w.weight / total;
+      if (part <= 0) continue;
+      auto b = destination_backend(*w.dest, v.ns);
+      if (!b) {
+        d.answered.push_back({part, 503});  // Envoy: no healthy upstream
         continue;
       }
-      spread(f, share, false, *svc, *pods);
+      b->share = part;
+      response_cookies(route_headers, b->set_cookies, b->delete_cookies);
+      response_cookies(obj_field(*w.entry, "headers"), b->set_cookies, b->delete_cookies);
+      d.backends.push_back(std::move(*b));
     }
   }
 
-  void route_mirror(traffic_flow& f, const json::object* dest, double percent, const vs_info& v, double rps) {
+  void route_mirror(routing_decision& d, const json::object* dest, double percent, const vs_info& v, double share) const {
     if (!dest || percent <= 0) return;
-    const service_info* svc = nullptr;
-    auto* pods = destination_pods(*dest, v.ns, &svc);
-    if (!pods) return;  // mirrors fail silently
-    spread(f, rps * std::min(percent, 100.0) / 100.0, true, *svc, *pods);
+    auto b = destination_backend(*dest, v.ns);
+    if (!b) return;  // mirrors fail silently
+    b->share = share * std::min(percent, 100.0) / 100.0;
+    b->mirrored = true;
+    d.backends.push_back(std::move(*b));
   }
 
-  void route_by_virtual_service(traffic_flow& f, const vs_info& v, const simulated_request& req) {
-    f.virtual_service = key(v.ns, v.name);
+  routing_decision virtual_service_decision(const vs_info& v, const simulated_request& req) const {
+    routing_decision d;
+    d.router = "VirtualService " + key(v.ns, v.name);
     auto* spec = obj_field(*v.obj, "spec");
     const json::array* http = spec ? arr_field(*spec, "http") : nullptr;
     if (!http || http->empty()) {
       // TCP-only VirtualService: the first tcp route carries the connections.
       auto* tcp = spec ? arr_field(*spec, "tcp") : nullptr;
       if (tcp && !tcp->empty() && tcp->front().is_object())
-        if (auto* dests = arr_field(tcp->front().get_object(), "route")) return route_destinations(f, *dests, v, f.rps);
-      add_unrouted(f, f.rps, 404);
-      return;
+        if (auto* dests = arr_field(tcp->front().get_object(), "route")) {
+          route_destinations(d, *dests, v, 1.0, nullptr);
+          return d;
+        }
+      d.answered.push_back({1.0, 404});
+      return d;
     }
-    std::vector<std::string> probs;
     for (const auto& r : *http) {
       if (!r.is_object()) continue;
       const auto& ro = r.get_object();
@@ -600,62 +632,191 @@ class planner {
       if (auto* matches = arr_field(ro, "match"); matches && !matches->empty()) {
         applies = false;
         for (const auto& m : *matches)
-          if (m.is_object() && http_match(m.get_object(), req, probs)) {
+          if (m.is_object() && http_match(m.get_object(), req, d.problems)) {
             applies = true;
             break;
           }
       }
       if (!applies) continue;
-      for (auto& p : probs) problem("VirtualService " + f.virtual_service + ": " + p);
-      double rps = f.rps;
+      double share = 1.0;
       // Fault injection: aborted requests are answered by the source proxy.
       if (auto* fault = obj_field(ro, "fault"))
         if (auto* abort = obj_field(*fault, "abort")) {
           double pct = num_field(obj_field(*abort, "percentage"), "value").value_or(100);
           auto code = num_field(abort, "httpStatus");
           if (code) {
-            double aborted = rps * std::clamp(pct, 0.0, 100.0) / 100.0;
-            add_unrouted(f, aborted, to_int(*code));
-            rps -= aborted;
+            double aborted = std::clamp(pct, 0.0, 100.0) / 100.0;
+            d.answered.push_back({aborted, to_int(*code)});
+            share -= aborted;
           }
         }
       if (auto* redirect = obj_field(ro, "redirect")) {
-        add_unrouted(f, rps, to_int(num_field(redirect, "redirectCode").value_or(301)));
-        return;
+        d.answered.push_back({share, to_int(num_field(redirect, "redirectCode").value_or(301))});
+        return d;
       }
       if (auto* direct = obj_field(ro, "directResponse")) {
-        add_unrouted(f, rps, to_int(num_field(direct, "status").value_or(200)));
-        return;
+        d.answered.push_back({share, to_int(num_field(direct, "status").value_or(200))});
+        return d;
       }
       auto* dests = arr_field(ro, "route");
       if (!dests) {
-        problem("VirtualService " + f.virtual_service + ": an http route has no destinations (delegate is not simulated)");
-        add_unrouted(f, rps, 404);
-        return;
+        d.problems.push_back("an http route has no destinations (delegate is not simulated)");
+        d.answered.push_back({share, 404});
+        return d;
       }
-      route_destinations(f, *dests, v, rps);
+      route_destinations(d, *dests, v, share, obj_field(ro, "headers"));
       if (auto* mirror = obj_field(ro, "mirror")) {
         double pct = 100;
         if (auto p = num_field(obj_field(ro, "mirrorPercentage"), "value")) pct = *p;
         else if (auto legacy = num_field(&ro, "mirrorPercent")) pct = *legacy;
-        route_mirror(f, mirror, pct, v, rps);
+        route_mirror(d, mirror, pct, v, share);
       }
       if (auto* mirrors = arr_field(ro, "mirrors"))
         for (const auto& m : *mirrors) {
           if (!m.is_object()) continue;
           double pct = num_field(obj_field(m.get_object(), "percentage"), "value").value_or(100);
-          route_mirror(f, obj_field(m.get_object(), "destination"), pct, v, rps);
+          route_mirror(d, obj_field(m.get_object(), "destination"), pct, v, share);
         }
-      return;
+      return d;
     }
-    for (auto& p : probs) problem("VirtualService " + f.virtual_service + ": " + p);
-    add_unrouted(f, f.rps, 404);  // no route matched: Envoy's NR
+    d.answered.push_back({1.0, 404});  // no route matched: Envoy's NR
+    return d;
+  }
+
+  // Resolves a provider's decision for `rps` requests of flow `f` to pods.
+  void apply_decision(traffic_flow& f, const routing_decision& d, double rps) {
+    f.router = d.router;
+    for (const auto& p : d.problems) problem(d.router.empty() ? p : d.router + ": " + p);
+    for (const auto& a : d.answered) add_unrouted(f, rps * a.share, a.code);
+    for (const auto& b : d.backends) {
+      double share = rps * b.share;
+      if (share <= 0) continue;
+      auto it = services_.find(b.service + "." + b.service_namespace + ".svc.cluster.local");
+      if (it == services_.end()) {
+        if (!b.mirrored) {
+          problem(d.router + ": backend Service " + key(b.service_namespace, b.service) + " does not exist");
+          add_unrouted(f, share, b.no_service_code);
+        }
+        continue;
+      }
+      const auto& svc = it->second;
+      std::vector<const pod_info*> narrowed;
+      const auto* pods = &svc.ready;
+      if (b.subset && !b.subset->empty()) {
+        for (const auto* p : svc.ready)
+          if (selects(*b.subset, p->labels)) narrowed.push_back(p);
+        pods = &narrowed;
+      }
+      if (pods->empty()) {
+        if (!b.mirrored) add_unrouted(f, share, b.no_endpoints_code);
+        continue;
+      }
+      spread(f, share, b.mirrored, svc, *pods, b.path);
+    }
+  }
+
+  // kubesim.dev/session-requests of a Service or Gateway: how many requests each simulated client
+  // sends while keeping the cookies responses set (1: none kept).
+  int session_requests(const json::object& entry, const std::string& what) {
+    auto a = annotation(entry, annotations::session_requests);
+    if (!a) return 1;
+    auto v = parse_double(*a);
+    if (!v || *v < 1 || *v > max_session_requests || std::floor(*v) != *v) {
+      problem(what + ": " + std::string(annotations::session_requests) + " \"" + std::string(*a) +
+              "\" is not a whole number from 1 to " + std::to_string(max_session_requests) + "; using 1");
+      return 1;
+    }
+    return static_cast<int>(*v);
+  }
+
+  // Routes the requests of one class (`base`, request `req`) by `decide` (a provider's reader),
+  // and adds the flows to the plan. When clients keep cookies (session > 1), each client sends
+  // `session` requests, starting with the class's cookies and adding those its responses set
+  // (or dropping those they delete); the class's rate is split into one flow per cookie jar by
+  // the share of requests sent with it over a session. Deterministic: shares, not samples.
+  template <class Decide>
+  void route_sessions(traffic_flow base, const simulated_request& req, int session, Decide&& decide) {
+    std::string initial(canaryd::http::find_header(req.headers, "cookie").value_or(""));
+    std::map<std::string, routing_decision> decisions;
+    auto decision_for = [&](const std::string& jar) -> const routing_decision& {
+      auto it = decisions.find(jar);
+      if (it == decisions.end()) {
+        simulated_request r = req;
+        std::erase_if(r.headers, [](const canaryd::http::header& h) { return lower(h.name) == "cookie"; });
+        if (!jar.empty()) r.headers.push_back({"cookie", jar});
+        it = decisions.emplace(jar, decide(r)).first;
+      }
+      return it->second;
+    };
+    std::map<std::string, double> current{{initial, 1.0}}, total;
+    for (int k = 0; k < session && !current.empty(); ++k) {
+      std::map<std::string, double> next;
+      for (const auto& [jar, mass] : current) {
+        total[jar] += mass;
+        if (k + 1 == session) continue;
+        const auto& d = decision_for(jar);
+        double moved = 0;
+        for (const auto& b : d.backends) {
+          if (b.mirrored || (b.set_cookies.empty() && b.delete_cookies.empty())) continue;
+          next[apply_cookies(jar, b.set_cookies, b.delete_cookies)] += mass * b.share;
+          moved += b.share;
+        }
+        if (moved < 1) next[jar] += mass * (1 - moved);
+      }
+      current = std::move(next);
+      if (decisions.size() > max_cookie_jars) {
+        problem(flow_key(base) + ": clients hold more than " + std::to_string(max_cookie_jars) +
+                " different cookie sets; the session is cut short");
+        for (const auto& [jar, mass] : current) total[jar] += mass;
+        break;
+      }
+    }
+    double sum = 0;
+    for (const auto& [jar, t] : total) sum += t;
+    for (const auto& [jar, t] : total) {
+      traffic_flow f = base;
+      f.rps = base.rps * t / sum;
+      if (f.rps <= 1e-9) continue;
+      if (jar != initial) f.request_class += "+cookie:" + jar;
+      apply_decision(f, decision_for(jar), f.rps);
+      plan_.flows.push_back(std::move(f));
+    }
+  }
+
+  // Requests sent through a Gateway (gateway_api.hpp), configured by its annotations.
+  void plan_gateway(const json::object& g) {
+    auto ns = std::string(namespace_of(g));
+    auto name = std::string(name_of(g));
+    std::vector<std::string> probs;
+    double rps = service_rps(g, objs_.default_rps, probs);
+    auto classes = request_classes(g, probs);
+    for (auto& p : probs) problem("Gateway " + key(ns, name) + ": " + p);
+    if (rps <= 0) return;
+    std::string source(annotation(g, annotations::source_workload).value_or("unknown"));
+    if (source.empty()) source = "unknown";
+    auto host = gw_->client_host(g);
+    int session = session_requests(g, "Gateway " + key(ns, name));
+    for (auto& c : classes) {
+      traffic_flow f;
+      f.namespace_ = ns;
+      f.service = name;
+      f.entry = "Gateway";
+      f.request_class = c.name;
+      f.source_workload = source;
+      f.path = c.request.path;
+      f.rps = rps * c.share;
+      if (f.rps <= 0) continue;
+      c.request.authority = host;
+      route_sessions(std::move(f), c.request, session,
+                     [&](const simulated_request& r) { return gw_->through_gateway(g, r); });
+    }
   }
 
   void plan_service(const service_info& s) {
     if (!s.selector) return;
     const vs_info* v = virtual_service_for(s.fqdn);
-    if (!v && s.ready.empty()) return;
+    bool gamma = !v && gw_->routes_service(s.ns, s.name);
+    if (!v && !gamma && s.ready.empty()) return;
     std::vector<std::string> probs;
     double fallback = backends_.contains(s.fqdn) ? 0.0 : objs_.default_rps;
     double rps = service_rps(*s.obj, fallback, probs);
@@ -664,6 +825,7 @@ class planner {
     if (rps <= 0) return;
     std::string source(annotation(*s.obj, annotations::source_workload).value_or("unknown"));
     if (source.empty()) source = "unknown";
+    int session = session_requests(*s.obj, "service " + key(s.ns, s.name));
     for (auto& c : classes) {
       traffic_flow f;
       f.namespace_ = s.ns;
@@ -676,11 +838,16 @@ class planner {
       c.request.authority = s.name + "." + s.ns + ":" + std::to_string(s.port);
       c.request.port = s.port;
       if (v) {
-        route_by_virtual_service(f, *v, c.request);
+        f.virtual_service = key(v->ns, v->name);
+        route_sessions(std::move(f), c.request, session,
+                       [&](const simulated_request& r) { return virtual_service_decision(*v, r); });
+      } else if (gamma) {
+        route_sessions(std::move(f), c.request, session,
+                       [&](const simulated_request& r) { return *gw_->for_service(s.ns, s.name, r); });
       } else {
         spread(f, f.rps, false, s, s.ready);
+        plan_.flows.push_back(std::move(f));
       }
-      plan_.flows.push_back(std::move(f));
     }
   }
 
@@ -696,7 +863,7 @@ class planner {
   std::vector<std::pair<std::string, const vs_info*>> wildcard_hosts_;
   std::unordered_map<std::string, std::vector<const dr_info*>> dr_by_host_;
   std::set<std::string> backends_;
-  std::unordered_map<std::string, std::vector<const pod_info*>> subset_pods_;
+  std::optional<gateway_api::router> gw_;
 };
 
 }  // namespace
