@@ -103,6 +103,7 @@ class workload_controller final : public target_controller {
     const auto target = cache().get(ns, c.spec.target_ref.name);
     if (!target) {
       facts_.erase(k8s::object_key(ns, c.spec.target_ref.name));
+      statuses_.erase(k8s::object_key(ns, c.spec.target_ref.name));
       obs.target_error = core::missing_workload_error(kind_, c.spec.target_ref.name, ns);
       return;
     }
@@ -259,17 +260,41 @@ class workload_controller final : public target_controller {
     return f;
   }
 
-  core::readiness readiness(const core::canary& c, const k8s::object_ptr& o, bool primary, core::wall_time now) const {
-    if (kind_ == workload_kind::daemonset) {
-      std::optional<core::daemonset_status> st;
-      if (o) st = core::read_daemonset_status(o->json());
-      return primary ? core::daemonset_primary_readiness(c, st ? &*st : nullptr, now)
-                     : core::daemonset_canary_readiness(c, st ? &*st : nullptr, now);
+  // A workload's readiness inputs, parsed once per object version (uid/resourceVersion): the
+  // ticks a status update does not concern reuse the parse.
+  struct parsed_status {
+    std::string version;
+    core::daemonset_status daemonset;
+    core::statefulset_status statefulset;
+  };
+
+  const parsed_status& status_of(const k8s::object& o) const {
+    parsed_status& p = statuses_[o.key()];
+    std::string version = fmt::format("{}/r{}", o.uid(), o.resource_version());
+    if (p.version != version) {
+      p.version = std::move(version);
+      if (kind_ == workload_kind::daemonset) {
+        p.daemonset = core::read_daemonset_status(o.json());
+      } else {
+        p.statefulset = core::read_statefulset_status(o.json());
+      }
     }
-    std::optional<core::statefulset_status> st;
-    if (o) st = core::read_statefulset_status(o->json());
-    return primary ? core::statefulset_primary_readiness(c, st ? &*st : nullptr, now)
-                   : core::statefulset_canary_readiness(c, st ? &*st : nullptr, now);
+    return p;
+  }
+
+  core::readiness readiness(const core::canary& c, const k8s::object_ptr& o, bool primary, core::wall_time now) const {
+    const parsed_status* st = nullptr;
+    if (o) {
+      st = &status_of(*o);
+    } else {
+      statuses_.erase(k8s::object_key(c.metadata.namespace_, primary ? c.primary_workload_name() : c.spec.target_ref.name));
+    }
+    if (kind_ == workload_kind::daemonset) {
+      const core::daemonset_status* d = st ? &st->daemonset : nullptr;
+      return primary ? core::daemonset_primary_readiness(c, d, now) : core::daemonset_canary_readiness(c, d, now);
+    }
+    const core::statefulset_status* s = st ? &st->statefulset : nullptr;
+    return primary ? core::statefulset_primary_readiness(c, s, now) : core::statefulset_canary_readiness(c, s, now);
   }
 
   // GetTargetConfigs: every referenced config that exists and is trackable; a missing
@@ -511,7 +536,8 @@ class workload_controller final : public target_controller {
   cluster& k_;
   const options& opts_;
   std::mt19937_64 random_;
-  mutable std::map<std::string, facts, std::less<>> facts_;  // target key -> facts
+  mutable std::map<std::string, facts, std::less<>> facts_;             // target key -> facts
+  mutable std::map<std::string, parsed_status, std::less<>> statuses_;  // workload key -> parsed status
 };
 
 }  // namespace

@@ -185,7 +185,8 @@ TEST_CASE("the primary StatefulSet: its own serviceName and claims, immutable fi
         std::optional<std::string>("statefulset db.demo has updateStrategy.rollingUpdate.partition 2: canaryd promotes "
                                    "whole StatefulSets, partitioned rollouts are not supported"));
   std::string on_delete = statefulset;
-  on_delete.replace(on_delete.find(R"("type":"RollingUpdate","rollingUpdate":{"partition":0})"), 52, R"("type":"OnDelete")");
+  const std::string rolling = R"("type":"RollingUpdate","rollingUpdate":{"partition":0})";
+  on_delete.replace(on_delete.find(rolling), rolling.size(), R"("type":"OnDelete")");
   REQUIRE(statefulset_refusal(on_delete));
   CHECK(statefulset_refusal(on_delete)->starts_with("statefulset db.demo must have RollingUpdate strategy but have OnDelete"));
   CHECK(statefulset_service_name(statefulset) == "db-headless");
@@ -195,16 +196,16 @@ TEST_CASE("the primary StatefulSet: its own serviceName and claims, immutable fi
       "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}"}},
       "spec":{"clusterIP":"None","selector":{"app":"db"},"ports":[{"port":9898}]}})";
   auto g = make_primary_governing_service(c, headless, statefulset, {"app"}, "");
-  REQUIRE(g);
-  REQUIRE(*g);
+  REQUIRE(g.has_value());
+  REQUIRE(g->has_value());
   auto gv = parse(**g);
   CHECK(gv.at_pointer("/metadata/name") == "db-headless-primary");
   CHECK(gv.at_pointer("/spec/clusterIP") == "None");
   CHECK(gv.at_pointer("/spec/selector/app") == "db-primary");
   CHECK(!gv.at_pointer("/metadata").as_object().contains("annotations"));
   auto again = make_primary_governing_service(c, headless, statefulset, {"app"}, **g);
-  REQUIRE(again);
-  CHECK(!*again);
+  REQUIRE(again.has_value());
+  CHECK(!again->has_value());
 }
 
 TEST_CASE("StatefulSet readiness: updated, ready and revisions as Kubernetes reports them") {
@@ -236,8 +237,8 @@ TEST_CASE("Service copies: no cluster IPs or node ports copied, the copy's own k
       "spec":{"type":"NodePort","clusterIP":"10.0.0.1","clusterIPs":["10.0.0.1"],"selector":{"app":"blue"},
               "ports":[{"port":9898,"protocol":"TCP","nodePort":30001}]}})";
   auto created = make_service_copy(c, target, "podinfo-canary", "", o, false);
-  REQUIRE(created);
-  REQUIRE(*created);
+  REQUIRE(created.has_value());
+  REQUIRE(created->has_value());
   auto v = parse(**created);
   CHECK(v.at_pointer("/metadata/name") == "podinfo-canary");
   CHECK(!v.at_pointer("/metadata").as_object().contains("uid"));
@@ -255,14 +256,14 @@ TEST_CASE("Service copies: no cluster IPs or node ports copied, the copy's own k
   stored.as_object()["spec"].as_object()["clusterIPs"] = json::array{"10.0.0.2"};
   stored.as_object()["spec"].as_object()["ports"].as_array()[0].as_object()["nodePort"] = 30002;
   auto same = make_service_copy(c, target, "podinfo-canary", json::serialize(stored), o, false);
-  REQUIRE(same);
-  CHECK(!*same);
+  REQUIRE(same.has_value());
+  CHECK(!same->has_value());
 
   std::string target2 = target;
   target2.replace(target2.find(R"("app":"blue")"), 12, R"("app":"green")");
   auto updated = make_service_copy(c, target2, "podinfo-canary", json::serialize(stored), o, false);
-  REQUIRE(updated);
-  REQUIRE(*updated);
+  REQUIRE(updated.has_value());
+  REQUIRE(updated->has_value());
   auto u = parse(**updated);
   CHECK(u.at_pointer("/spec/selector/app") == "green");
   CHECK(u.at_pointer("/spec/clusterIP") == "10.0.0.2");
@@ -271,8 +272,8 @@ TEST_CASE("Service copies: no cluster IPs or node ports copied, the copy's own k
 
   // Promotion filters labels and annotations by prefix.
   auto promoted = make_service_copy(c, target2, "podinfo-primary", json::serialize(stored), o, true);
-  REQUIRE(promoted);
-  REQUIRE(*promoted);
+  REQUIRE(promoted.has_value());
+  REQUIRE(promoted->has_value());
   auto pv = parse(**promoted);
   CHECK(pv.at_pointer("/metadata/labels") == json::object{{"team", "blue"}});
   CHECK(!pv.at_pointer("/metadata").as_object().contains("annotations"));
