@@ -202,6 +202,27 @@ TEST_CASE("Flagger's podinfo DaemonSet: initialized, promoted on Prometheus-chec
   CHECK(*code == 0);
 }
 
+TEST_CASE("revertOnDeletion: a deleted DaemonSet Canary gives the target its nodes back before the finalizer goes") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto d = start_canaryd(sim);
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, reference_workload("podinfo-daemonset.yaml"));
+  sim.kubectl_ok({"apply", "-f", "-"},
+                 target_canary("podinfo-ds", "apps/v1", "DaemonSet", "podinfo-ds", "  revertOnDeletion: true\n"));
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo-ds", "Initialized", 30s), dump(canary_events(sim, "podinfo-ds")));
+  CHECK(eventually([&] { return has_node_selector(get_json(sim, {"daemonset", "podinfo-ds"}), "flagger.app/scale-to-zero"); }, 10s));
+
+  sim.kubectl_ok({"-n", "demo", "delete", "canary", "podinfo-ds", "--wait=false"});
+  CHECK_MESSAGE(eventually([&] { return get_json(sim, {"canary", "podinfo-ds"}).is_null(); }, 30s),
+                dump(canary_events(sim, "podinfo-ds")));
+  auto target = get_json(sim, {"daemonset", "podinfo-ds"});
+  CHECK(!has_node_selector(target, "flagger.app/scale-to-zero"));
+  CHECK(int_at(target, "/status/numberReady") == 3);
+  CHECK(d.proc->wait_for_line("Terminated canary podinfo-ds.demo", 1s));
+  // The primary goes with the Canary (its ownerReference).
+  CHECK(eventually([&] { return get_json(sim, {"daemonset", "podinfo-ds-primary"}).is_null(); }, 10s));
+}
+
 TEST_CASE("a DaemonSet with the OnDelete strategy and a Knative Service are refused before anything is created") {
   kubesim_instance sim;
   setup_cluster(sim);
