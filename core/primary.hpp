@@ -1,9 +1,11 @@
 #pragma once
-// The pure half of the Deployment target controller (flagger-behaviour.md §3.7, §4): the
-// `<target>-primary` Deployment and the `-primary` ConfigMap/Secret copies built from the
-// target's JSON, readiness as Flagger's isDeploymentReady reports it, and the adoption check.
-// The daemon (daemon/deployment_controller.cpp) reads the inputs from its caches and writes the
-// outputs through the API client.
+// The pure half of the target controllers (flagger-behaviour.md §3.7, §4; docs/targets.md): the
+// `<target>-primary` Deployment, DaemonSet and StatefulSet and the `-primary` ConfigMap/Secret
+// copies built from the target's JSON, a Service target's copies, readiness as Flagger's
+// isDeploymentReady/isDaemonSetReady and Kubernetes' StatefulSet rollout status report it, what
+// is refused, and the adoption check. The daemon (daemon/deployment_controller.cpp,
+// workload_controller.cpp, service_target_controller.cpp) reads the inputs from its caches and
+// writes the outputs through the API client.
 //
 // Thread affinity: none (pure). Errors: result values with Flagger's message text; bad JSON is
 // an error, never a crash.
