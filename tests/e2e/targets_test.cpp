@@ -424,8 +424,10 @@ TEST_CASE("a StatefulSet with volumeClaimTemplates: a primary with its own claim
   REQUIRE(eventually([&] { return bound(get_json(sim, {"pvc", "data-db-1"})); }, 15s));
   const std::string claim0 = uid_of(get_json(sim, {"pvc", "data-db-0"}));
   const std::string claim1 = uid_of(get_json(sim, {"pvc", "data-db-1"}));
-  sim.kubectl_ok({"apply", "-f", "-"},
-                 target_canary("db", "apps/v1", "StatefulSet", "db", "  progressDeadlineSeconds: 8\n"));
+  // Six iterations: a window of a few seconds in which to kill canaryd mid-analysis.
+  std::string canary = target_canary("db", "apps/v1", "StatefulSet", "db", "  progressDeadlineSeconds: 8\n");
+  canary.replace(canary.find("iterations: 3"), 13, "iterations: 6");
+  sim.kubectl_ok({"apply", "-f", "-"}, canary);
   REQUIRE_MESSAGE(wait_phase(sim, "db", "Initialized", 30s),
                   "phase " << phase_of(sim, "db") << "; events:\n" << dump(canary_events(sim, "db")));
 
@@ -456,20 +458,33 @@ TEST_CASE("a StatefulSet with volumeClaimTemplates: a primary with its own claim
   bool mid_run = eventually(
       [&] {
         auto c = get_json(sim, {"canary", "db"});
-        return str_at(c, {"status", "phase"}) == "Progressing" && int_at(c, "/status/iterations") >= 1;
+        return str_at(c, {"status", "phase"}) == "Progressing" && int_at(c, "/status/iterations") >= 2;
       },
       30s);
   REQUIRE_MESSAGE(mid_run, "events:\n" << dump(canary_events(sim, "db")));
   // The target came back on its own claims.
   CHECK(int_at(get_json(sim, {"statefulset", "db"}), "/spec/replicas") == 2);
   CHECK(uid_of(get_json(sim, {"pvc", "data-db-0"})) == claim0);
+  const auto killed_at = int_at(get_json(sim, {"canary", "db"}), "/status/iterations");
   d.proc->signal(SIGKILL);
   d.proc->wait(5s);
   d = start_canaryd(sim);
+  // The new canaryd resumes the analysis where it was: the iterations never go back.
   std::vector<std::string> seen;
-  bool promoted = wait_phase(sim, "db", "Succeeded", 40s, &seen);
+  std::int64_t lowest = killed_at;
+  bool promoted = eventually(
+      [&] {
+        auto c = get_json(sim, {"canary", "db"});
+        const std::string p = str_at(c, {"status", "phase"});
+        if (!p.empty() && (seen.empty() || seen.back() != p)) seen.push_back(p);
+        if (p == "Progressing") lowest = std::min(lowest, int_at(c, "/status/iterations"));
+        return p == "Succeeded";
+      },
+      40s);
   auto evs = canary_events(sim, "db");
   REQUIRE_MESSAGE(promoted, "phases seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK(lowest >= killed_at);
+  CHECK(has_event(evs, "Normal", "Advance db.demo canary iteration 6/6"));
   CHECK(has_event(evs, "Normal", "Copying db.demo template spec to db-primary.demo"));
   primary = get_json(sim, {"statefulset", "db-primary"});
   CHECK(image_at(primary) == "ghcr.io/stefanprodan/podinfo:6.0.1");
