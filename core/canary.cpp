@@ -601,7 +601,8 @@ class canary_validator {
     const local_object_reference& t = c_.spec.target_ref;
     if (t.name.empty()) error("spec.targetRef.name", "required");
     if (t.api_version.empty()) error("spec.targetRef.apiVersion", "required");
-    static constexpr std::array<std::string_view, 3> kinds{"DaemonSet", "Deployment", "Service"};
+    // StatefulSet is canaryd's own (deploy/crds admits it; Flagger's CRD does not).
+    static constexpr std::array<std::string_view, 4> kinds{"DaemonSet", "Deployment", "Service", "StatefulSet"};
     if (t.kind.empty()) {
       error("spec.targetRef.kind", "required");
     } else if (!contains(kinds, t.kind)) {

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view flagger_id_key = "flagger-id";
+constexpr std::string_view scale_to_zero_key = "flagger.app/scale-to-zero";
 
 // result<std::string, std::string> cannot tell a value from an error by type: say which.
 struct failure {
@@ -114,7 +116,7 @@ void rename_container_refs(json::array* containers, const primary_options& o) {
 // appendPrimarySuffixToValuesIfNeeded: selectors that pick the target's pods by a selector
 // label with the target's name must pick the primary's.
 void rename_label_selector(json::object* selector, const std::string& target, const primary_options& o) {
-  if (selector == nullptr) return;
+  if (selector == nullptr || target.empty()) return;
   auto is_selector_key = [&](std::string_view k) {
     for (const auto& l : o.selector_labels) {
       if (l == k) return true;
@@ -191,7 +193,7 @@ void rename_pod_spec(json::object& spec, const std::string& target, const primar
 // pod spec with references renamed.
 json::object primary_template(const json::object& target_spec, const std::string& target_name,
                               const std::pair<std::string, std::string>& label, const primary_options& o,
-                              std::string_view flagger_id) {
+                              std::string_view flagger_id, workload_kind kind = workload_kind::deployment) {
   json::object tmpl;
   if (const auto* t = child_object(target_spec, "template")) tmpl = *t;
   json::object meta;
@@ -209,12 +211,33 @@ json::object primary_template(const json::object& target_spec, const std::string
     meta["annotations"] = std::move(annotations);
   }
   tmpl["metadata"] = std::move(meta);
-  if (auto* spec = child_object(tmpl, "spec")) rename_pod_spec(*spec, target_name, o);
+  if (auto* spec = child_object(tmpl, "spec")) {
+    // Flagger renames anti-affinity and topology selectors for Deployments only; a DaemonSet
+    // primary never carries the target's scale-to-zero nodeSelector.
+    rename_pod_spec(*spec, kind == workload_kind::daemonset ? std::string() : target_name, o);
+    if (kind == workload_kind::daemonset) {
+      if (auto* ns = child_object(*spec, "nodeSelector")) {
+        ns->erase(scale_to_zero_key);
+        if (ns->empty()) spec->erase("nodeSelector");
+      }
+    }
+  }
   return tmpl;
 }
 
-void copy_spec_fields(const json::object& from, json::object& to) {
-  for (std::string_view k : {"progressDeadlineSeconds", "minReadySeconds", "revisionHistoryLimit", "strategy"}) {
+// The spec fields a primary copies from its target, per kind (Flagger's create and Promote).
+std::vector<std::string_view> copied_spec_fields(workload_kind kind) {
+  switch (kind) {
+    case workload_kind::deployment: return {"progressDeadlineSeconds", "minReadySeconds", "revisionHistoryLimit", "strategy"};
+    case workload_kind::daemonset: return {"minReadySeconds", "revisionHistoryLimit", "updateStrategy"};
+    case workload_kind::statefulset:
+      return {"minReadySeconds", "revisionHistoryLimit", "updateStrategy", "persistentVolumeClaimRetentionPolicy"};
+  }
+  return {};
+}
+
+void copy_spec_fields(const json::object& from, json::object& to, workload_kind kind = workload_kind::deployment) {
+  for (std::string_view k : copied_spec_fields(kind)) {
     auto it = from.find(k);
     if (it != from.end()) {
       to[k] = it->value();
@@ -247,15 +270,19 @@ struct target_parts {
   std::pair<std::string, std::string> label;
 };
 
-text_result<target_parts> read_target(std::string_view target_json, const primary_options& o) {
-  auto t = parse_object(target_json, "the target Deployment");
+text_result<target_parts> read_target(std::string_view target_json, const primary_options& o,
+                                      std::string_view what = "the target Deployment") {
+  auto t = parse_object(target_json, what);
   if (!t) return fail(t.error());
   target_parts p;
   p.target = std::move(*t);
   if (const auto* s = child_object(p.target, "spec")) p.spec = *s;
   if (const auto* m = child_object(p.target, "metadata")) p.meta = *m;
   p.name = string_at(p.meta, "name");
-  auto label = selector_label(target_json, o.selector_labels);
+  std::string_view word = what.substr(what.rfind(' ') + 1);  // "Deployment", "DaemonSet", ...
+  std::string lower(word);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  auto label = selector_label(target_json, o.selector_labels, lower);
   if (!label) return fail(label.error());
   p.label = *label;
   return p;
@@ -265,6 +292,12 @@ text_result<target_parts> read_target(std::string_view target_json, const primar
 
 text_result<std::pair<std::string, std::string>> selector_label(std::string_view deployment_json,
                                                                 const std::vector<std::string>& selector_labels) {
+  return selector_label(deployment_json, selector_labels, "");
+}
+
+text_result<std::pair<std::string, std::string>> selector_label(std::string_view deployment_json,
+                                                                const std::vector<std::string>& selector_labels,
+                                                                std::string_view kind_word) {
   auto d = parse_object(deployment_json, "the Deployment");
   if (!d) return fail(d.error());
   const json::object* meta = child_object(*d, "metadata");
@@ -277,7 +310,10 @@ text_result<std::pair<std::string, std::string>> selector_label(std::string_view
       if (it != ml->end() && it->value().is_string()) return std::pair{key, std::string(it->value().as_string())};
     }
   }
-  return fmt::format("deployment {}.{} spec.selector.matchLabels must contain one of [{}]",
+  // Flagger's message names the kind: "deployment ...", "daemonset ...".
+  std::string kind = kind_word.empty() ? string_at(*d, "kind") : std::string(kind_word);
+  for (char& ch : kind) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return fmt::format("{} {}.{} spec.selector.matchLabels must contain one of [{}]", kind.empty() ? "deployment" : kind,
                      meta ? string_at(*meta, "name") : "", meta ? string_at(*meta, "namespace") : "",
                      fmt::join(selector_labels, " "));
 }
@@ -492,23 +528,7 @@ readiness primary_readiness(const canary& c, std::string_view primary_json, wall
 }
 
 bool primary_matches_target(std::string_view target_json, std::string_view primary_json, const primary_options& o) {
-  auto t = read_target(target_json, o);
-  auto p = parse_object(primary_json, "the primary Deployment");
-  if (!t || !p) return false;
-  json::object wanted = primary_template(t->spec, t->name, t->label, o, "");
-  const json::object* pspec = child_object(*p, "spec");
-  const json::object* ptmpl = pspec ? child_object(*pspec, "template") : nullptr;
-  if (ptmpl == nullptr) return false;
-  json::object have = *ptmpl;
-  if (auto* meta = child_object(have, "metadata")) {
-    if (auto* ann = child_object(*meta, "annotations")) {
-      ann->erase(flagger_id_key);
-      if (ann->empty()) meta->erase("annotations");
-    }
-  }
-  auto a = pod_template_revision(json::serialize(wanted));
-  auto b = pod_template_revision(json::serialize(have));
-  return a.ok() && b.ok() && a.value == b.value;
+  return primary_matches_target(workload_kind::deployment, target_json, primary_json, o);
 }
 
 std::optional<long long> deployment_replicas(std::string_view deployment_json) {
@@ -591,6 +611,419 @@ bool primary_hpa_differs(std::string_view wanted_json, std::string_view existing
     if (a != b) return true;
   }
   return false;
+}
+
+// ---- DaemonSet targets ---------------------------------------------------------------------------
+
+std::string missing_workload_error(workload_kind kind, std::string_view name, std::string_view ns) {
+  switch (kind) {
+    case workload_kind::deployment: return missing_deployment_error(name, ns);
+    case workload_kind::daemonset:
+      return fmt::format("daemonset {}.{} get query error: daemonsets.apps \"{}\" not found", name, ns, name);
+    case workload_kind::statefulset:
+      return fmt::format("statefulset {}.{} get query error: statefulsets.apps \"{}\" not found", name, ns, name);
+  }
+  return {};
+}
+
+text_result<std::string> make_primary_daemonset(const canary& c, std::string_view target_json,
+                                                const primary_options& o, std::string_view flagger_id) {
+  auto t = read_target(target_json, o, "the target DaemonSet");
+  if (!t) return fail(t.error());
+  if (const auto* strategy = child_object(t->spec, "updateStrategy")) {
+    const std::string type = string_at(*strategy, "type");
+    if (!type.empty() && type != "RollingUpdate") {
+      return fail(fmt::format("daemonset {}.{} must have RollingUpdate strategy but have {}", t->name,
+                              c.metadata.namespace_, type));
+    }
+  }
+  json::object meta{{"name", c.primary_workload_name()}, {"namespace", c.metadata.namespace_}};
+  meta["labels"] = object_labels(child_object(t->meta, "labels"), t->label, o);
+  set_or_erase(meta, "annotations", without_toolkit(child_object(t->meta, "annotations")));
+  meta["ownerReferences"] = json::array{owner_reference(c)};
+  json::object spec;
+  copy_spec_fields(t->spec, spec, workload_kind::daemonset);
+  spec["selector"] = json::object{{"matchLabels", json::object{{t->label.first, t->label.second + "-primary"}}}};
+  spec["template"] = primary_template(t->spec, t->name, t->label, o, flagger_id, workload_kind::daemonset);
+  json::object d{{"apiVersion", "apps/v1"}, {"kind", "DaemonSet"}, {"metadata", std::move(meta)}, {"spec", std::move(spec)}};
+  return done(json::serialize(d));
+}
+
+text_result<std::string> promote_primary_daemonset(const canary& c, std::string_view target_json,
+                                                   std::string_view primary_json, const primary_options& o,
+                                                   std::string_view flagger_id) {
+  (void)c;
+  auto t = read_target(target_json, o, "the target DaemonSet");
+  if (!t) return fail(t.error());
+  auto p = parse_object(primary_json, "the primary DaemonSet");
+  if (!p) return fail(p.error());
+  json::object primary = std::move(*p);
+  json::object spec;
+  if (const auto* s = child_object(primary, "spec")) spec = *s;
+  copy_spec_fields(t->spec, spec, workload_kind::daemonset);
+  spec["template"] = primary_template(t->spec, t->name, t->label, o, flagger_id, workload_kind::daemonset);
+  primary["spec"] = std::move(spec);
+  primary.erase("status");
+  return done(json::serialize(primary));
+}
+
+bool daemonset_scaled_to_zero(std::string_view daemonset_json) {
+  auto d = parse_object(daemonset_json, "the DaemonSet");
+  if (!d) return false;
+  const json::object* spec = child_object(*d, "spec");
+  const json::object* tmpl = spec ? child_object(*spec, "template") : nullptr;
+  const json::object* pspec = tmpl ? child_object(*tmpl, "spec") : nullptr;
+  const json::object* selector = pspec ? child_object(*pspec, "nodeSelector") : nullptr;
+  return selector != nullptr && selector->contains(daemonset_scale_to_zero_key);
+}
+
+daemonset_status read_daemonset_status(std::string_view daemonset_json) {
+  daemonset_status out;
+  auto d = parse_object(daemonset_json, "the DaemonSet");
+  if (!d) {
+    out.parse_error = d.error();
+    return out;
+  }
+  const json::object* status = child_object(*d, "status");
+  out.generation = int_at(child_object(*d, "metadata"), "generation").value_or(0);
+  out.observed_generation = int_at(status, "observedGeneration").value_or(0);
+  out.desired = int_at(status, "desiredNumberScheduled").value_or(0);
+  out.updated = int_at(status, "updatedNumberScheduled").value_or(0);
+  out.available = int_at(status, "numberAvailable").value_or(0);
+  return out;
+}
+
+readiness daemonset_readiness(const daemonset_status& d, const canary& c, int ready_threshold, wall_time now) {
+  if (d.parse_error) return readiness::waiting(*d.parse_error);
+  if (d.generation > d.observed_generation) {
+    return readiness::waiting("waiting for rollout to finish: observed daemonset generation less than desired generation");
+  }
+  const auto wanted = static_cast<long long>(static_cast<double>(d.desired) * static_cast<double>(ready_threshold) / 100.0);
+  const bool not_updated = d.updated < d.desired;
+  const bool not_available = d.available < wanted;
+  if (!not_updated && !not_available) return readiness::ready();
+  const int deadline = c.progress_deadline_seconds();
+  if (c.status.last_transition_time && *c.status.last_transition_time + std::chrono::seconds(deadline) < now) {
+    return readiness::failed(fmt::format("exceeded its progressDeadlineSeconds: {}", deadline));
+  }
+  if (not_updated) {
+    return readiness::waiting(
+        fmt::format("waiting for rollout to finish: {} out of {} new pods have been updated", d.updated, d.desired));
+  }
+  return readiness::waiting(fmt::format("waiting for rollout to finish: {} of {} (readyThreshold {}%) updated pods are available",
+                                        d.available, wanted, ready_threshold));
+}
+
+readiness daemonset_canary_readiness(const canary& c, const daemonset_status* target, wall_time now) {
+  const auto& name = c.spec.target_ref.name;
+  const auto& ns = c.metadata.namespace_;
+  if (target == nullptr) return readiness::waiting(missing_workload_error(workload_kind::daemonset, name, ns));
+  return with_prefix(daemonset_readiness(*target, c, c.canary_ready_threshold(), now), name, ns);
+}
+
+readiness daemonset_primary_readiness(const canary& c, const daemonset_status* primary, wall_time now) {
+  const auto name = c.primary_workload_name();
+  const auto& ns = c.metadata.namespace_;
+  if (primary == nullptr) return readiness::waiting(missing_workload_error(workload_kind::daemonset, name, ns));
+  return with_prefix(daemonset_readiness(*primary, c, c.primary_ready_threshold(), now), name, ns);
+}
+
+bool primary_matches_target(workload_kind kind, std::string_view target_json, std::string_view primary_json,
+                            const primary_options& o) {
+  auto t = read_target(target_json, o, kind == workload_kind::daemonset     ? "the target DaemonSet"
+                                      : kind == workload_kind::statefulset ? "the target StatefulSet"
+                                                                           : "the target Deployment");
+  auto p = parse_object(primary_json, "the primary");
+  if (!t || !p) return false;
+  json::object wanted = primary_template(t->spec, t->name, t->label, o, "", kind);
+  const json::object* pspec = child_object(*p, "spec");
+  const json::object* ptmpl = pspec ? child_object(*pspec, "template") : nullptr;
+  if (ptmpl == nullptr) return false;
+  json::object have = *ptmpl;
+  if (auto* meta = child_object(have, "metadata")) {
+    if (auto* ann = child_object(*meta, "annotations")) {
+      ann->erase(flagger_id_key);
+      if (ann->empty()) meta->erase("annotations");
+    }
+  }
+  auto a = pod_template_revision(json::serialize(wanted));
+  auto b = pod_template_revision(json::serialize(have));
+  return a.ok() && b.ok() && a.value == b.value;
+}
+
+std::optional<std::string> daemonset_refusal(std::string_view daemonset_json) {
+  auto d = parse_object(daemonset_json, "the DaemonSet");
+  if (!d) return std::nullopt;
+  const json::object* meta = child_object(*d, "metadata");
+  const json::object* spec = child_object(*d, "spec");
+  const json::object* strategy = spec ? child_object(*spec, "updateStrategy") : nullptr;
+  const std::string type = strategy ? string_at(*strategy, "type") : std::string();
+  if (type.empty() || type == "RollingUpdate") return std::nullopt;
+  return fmt::format("daemonset {}.{} must have RollingUpdate strategy but have {}", meta ? string_at(*meta, "name") : "",
+                     meta ? string_at(*meta, "namespace") : "", type);
+}
+
+// ---- StatefulSet targets ----------------------------------------------------------------------------
+
+std::optional<std::string> statefulset_refusal(std::string_view statefulset_json) {
+  auto d = parse_object(statefulset_json, "the StatefulSet");
+  if (!d) return std::nullopt;
+  const json::object* meta = child_object(*d, "metadata");
+  const std::string id = meta ? string_at(*meta, "name") + "." + string_at(*meta, "namespace") : std::string(".");
+  const json::object* spec = child_object(*d, "spec");
+  const json::object* strategy = spec ? child_object(*spec, "updateStrategy") : nullptr;
+  const std::string type = strategy ? string_at(*strategy, "type") : std::string();
+  if (!type.empty() && type != "RollingUpdate") {
+    return fmt::format("statefulset {} must have RollingUpdate strategy but have {}: a promotion would never roll the "
+                       "primary's pods",
+                       id, type);
+  }
+  const json::object* ru = strategy ? child_object(*strategy, "rollingUpdate") : nullptr;
+  if (auto partition = int_at(ru, "partition"); partition && *partition > 0) {
+    return fmt::format("statefulset {} has updateStrategy.rollingUpdate.partition {}: canaryd promotes whole "
+                       "StatefulSets, partitioned rollouts are not supported",
+                       id, *partition);
+  }
+  return std::nullopt;
+}
+
+std::string statefulset_service_name(std::string_view statefulset_json) {
+  auto d = parse_object(statefulset_json, "the StatefulSet");
+  if (!d) return {};
+  const json::object* spec = child_object(*d, "spec");
+  return spec ? string_at(*spec, "serviceName") : std::string();
+}
+
+text_result<std::string> make_primary_statefulset(const canary& c, std::string_view target_json,
+                                                  const primary_options& o, std::string_view flagger_id) {
+  auto t = read_target(target_json, o, "the target StatefulSet");
+  if (!t) return fail(t.error());
+  json::object meta{{"name", c.primary_workload_name()}, {"namespace", c.metadata.namespace_}};
+  meta["labels"] = object_labels(child_object(t->meta, "labels"), t->label, o);
+  set_or_erase(meta, "annotations", without_toolkit(child_object(t->meta, "annotations")));
+  meta["ownerReferences"] = json::array{owner_reference(c)};
+  json::object spec;
+  copy_spec_fields(t->spec, spec, workload_kind::statefulset);
+  auto replicas = int_at(&t->spec, "replicas");
+  spec["replicas"] = replicas && *replicas > 0 ? *replicas : 1;
+  spec["selector"] = json::object{{"matchLabels", json::object{{t->label.first, t->label.second + "-primary"}}}};
+  if (std::string svc = string_at(t->spec, "serviceName"); !svc.empty()) spec["serviceName"] = svc + "-primary";
+  for (std::string_view k : {"podManagementPolicy", "volumeClaimTemplates", "ordinals"}) {
+    if (auto it = t->spec.find(k); it != t->spec.end()) spec[k] = it->value();
+  }
+  spec["template"] = primary_template(t->spec, t->name, t->label, o, flagger_id, workload_kind::statefulset);
+  json::object d{{"apiVersion", "apps/v1"}, {"kind", "StatefulSet"}, {"metadata", std::move(meta)}, {"spec", std::move(spec)}};
+  return done(json::serialize(d));
+}
+
+text_result<std::string> promote_primary_statefulset(const canary& c, std::string_view target_json,
+                                                     std::string_view primary_json, const primary_options& o,
+                                                     std::string_view flagger_id) {
+  auto t = read_target(target_json, o, "the target StatefulSet");
+  if (!t) return fail(t.error());
+  auto p = parse_object(primary_json, "the primary StatefulSet");
+  if (!p) return fail(p.error());
+  json::object primary = std::move(*p);
+  json::object meta;
+  if (const auto* m = child_object(primary, "metadata")) meta = *m;
+  meta["labels"] = object_labels(child_object(t->meta, "labels"), t->label, o);
+  set_or_erase(meta, "annotations", by_prefix(child_object(t->meta, "annotations"), o.include_label_prefix));
+  json::object spec;
+  if (const auto* s = child_object(primary, "spec")) spec = *s;
+  copy_spec_fields(t->spec, spec, workload_kind::statefulset);
+  if (!c.spec.autoscaler_ref) {
+    if (auto it = t->spec.find("replicas"); it != t->spec.end()) spec["replicas"] = it->value();
+  }
+  spec["template"] = primary_template(t->spec, t->name, t->label, o, flagger_id, workload_kind::statefulset);
+  primary["metadata"] = std::move(meta);
+  primary["spec"] = std::move(spec);
+  primary.erase("status");
+  return done(json::serialize(primary));
+}
+
+statefulset_status read_statefulset_status(std::string_view statefulset_json) {
+  statefulset_status out;
+  auto d = parse_object(statefulset_json, "the StatefulSet");
+  if (!d) {
+    out.parse_error = d.error();
+    return out;
+  }
+  const json::object* status = child_object(*d, "status");
+  out.generation = int_at(child_object(*d, "metadata"), "generation").value_or(0);
+  out.observed_generation = int_at(status, "observedGeneration").value_or(0);
+  out.replicas = int_at(child_object(*d, "spec"), "replicas").value_or(1);
+  out.ready = int_at(status, "readyReplicas").value_or(0);
+  out.updated = int_at(status, "updatedReplicas").value_or(0);
+  if (status != nullptr) {
+    out.current_revision = string_at(*status, "currentRevision");
+    out.update_revision = string_at(*status, "updateRevision");
+  }
+  return out;
+}
+
+readiness statefulset_readiness(const statefulset_status& s, const canary& c, int ready_threshold, wall_time now) {
+  if (s.parse_error) return readiness::waiting(*s.parse_error);
+  if (s.generation > s.observed_generation) {
+    return readiness::waiting("waiting for rollout to finish: observed statefulset generation less than desired generation");
+  }
+  const auto wanted = static_cast<long long>(static_cast<double>(s.replicas) * static_cast<double>(ready_threshold) / 100.0);
+  std::string why;
+  if (s.updated < s.replicas) {
+    why = fmt::format("waiting for rollout to finish: {} out of {} new pods have been updated", s.updated, s.replicas);
+  } else if (s.ready < wanted) {
+    why = fmt::format("waiting for rollout to finish: {} of {} (readyThreshold {}%) updated pods are ready", s.ready,
+                      wanted, ready_threshold);
+  } else if (s.current_revision != s.update_revision) {
+    why = fmt::format("waiting for statefulset rolling update to complete: {} pods at revision {}", s.updated,
+                      s.update_revision);
+  } else {
+    return readiness::ready();
+  }
+  const int deadline = c.progress_deadline_seconds();
+  if (c.status.last_transition_time && *c.status.last_transition_time + std::chrono::seconds(deadline) < now) {
+    return readiness::failed(fmt::format("exceeded its progressDeadlineSeconds: {}", deadline));
+  }
+  return readiness::waiting(std::move(why));
+}
+
+readiness statefulset_canary_readiness(const canary& c, const statefulset_status* target, wall_time now) {
+  const auto& name = c.spec.target_ref.name;
+  const auto& ns = c.metadata.namespace_;
+  if (target == nullptr) return readiness::waiting(missing_workload_error(workload_kind::statefulset, name, ns));
+  return with_prefix(statefulset_readiness(*target, c, c.canary_ready_threshold(), now), name, ns);
+}
+
+readiness statefulset_primary_readiness(const canary& c, const statefulset_status* primary, wall_time now) {
+  const auto name = c.primary_workload_name();
+  const auto& ns = c.metadata.namespace_;
+  if (primary == nullptr) return readiness::waiting(missing_workload_error(workload_kind::statefulset, name, ns));
+  return with_prefix(statefulset_readiness(*primary, c, c.primary_ready_threshold(), now), name, ns);
+}
+
+text_result<std::optional<std::string>> make_primary_governing_service(const canary& c, std::string_view governing_json,
+                                                                       std::string_view target_json,
+                                                                       const std::vector<std::string>& selector_labels,
+                                                                       std::string_view existing_json) {
+  using out_t = text_result<std::optional<std::string>>;
+  auto g = parse_object(governing_json, "the governing Service");
+  if (!g) return out_t(boost::system::in_place_error, g.error());
+  auto label = selector_label(target_json, selector_labels, "statefulset");
+  if (!label) return out_t(boost::system::in_place_error, label.error());
+  const json::object* gmeta = child_object(*g, "metadata");
+  const std::string name = (gmeta ? string_at(*gmeta, "name") : std::string()) + "-primary";
+  json::object spec;
+  if (const auto* s = child_object(*g, "spec")) spec = *s;
+  if (auto* sel = child_object(spec, "selector")) {
+    for (auto& kv : *sel) {
+      if (kv.key() == label->first && kv.value().is_string() && kv.value().as_string() == label->second)
+        kv.value() = label->second + "-primary";
+    }
+  }
+  const bool headless = string_at(spec, "clusterIP") == "None";
+  if (!headless) {
+    spec.erase("clusterIP");
+    spec.erase("clusterIPs");
+  }
+  json::object labels = gmeta && child_object(*gmeta, "labels") ? *child_object(*gmeta, "labels") : json::object{};
+  json::object annotations = without_toolkit(gmeta ? child_object(*gmeta, "annotations") : nullptr);
+  annotations.erase("kubectl.kubernetes.io/last-applied-configuration");
+  if (!existing_json.empty()) {
+    auto e = parse_object(existing_json, "the primary governing Service");
+    if (!e) return out_t(boost::system::in_place_error, e.error());
+    json::object existing = std::move(*e);
+    json::object espec = child_object(existing, "spec") ? *child_object(existing, "spec") : json::object{};
+    for (std::string_view k : {"clusterIP", "clusterIPs"}) {
+      if (auto it = espec.find(k); it != espec.end()) spec[k] = it->value();
+    }
+    json::object& emeta = existing["metadata"].as_object();
+    const json::object* el = child_object(emeta, "labels");
+    const json::object* ea = child_object(emeta, "annotations");
+    if (espec == spec && (el ? *el : json::object{}) == labels && (ea ? *ea : json::object{}) == annotations)
+      return out_t(boost::system::in_place_value, std::nullopt);
+    set_or_erase(emeta, "labels", std::move(labels));
+    set_or_erase(emeta, "annotations", std::move(annotations));
+    existing["spec"] = std::move(spec);
+    existing.erase("status");
+    return out_t(boost::system::in_place_value, json::serialize(existing));
+  }
+  json::object meta{{"name", name}, {"namespace", c.metadata.namespace_}};
+  set_or_erase(meta, "labels", std::move(labels));
+  set_or_erase(meta, "annotations", std::move(annotations));
+  meta["ownerReferences"] = json::array{owner_reference(c)};
+  json::object svc{{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", std::move(meta)}, {"spec", std::move(spec)}};
+  return out_t(boost::system::in_place_value, json::serialize(svc));
+}
+
+// ---- Service targets --------------------------------------------------------------------------------
+
+text_result<std::optional<std::string>> make_service_copy(const canary& c, std::string_view svc_json, std::string_view name,
+                                                          std::string_view existing_json, const primary_options& o,
+                                                          bool promotion) {
+  using out_t = text_result<std::optional<std::string>>;
+  auto t = parse_object(svc_json, "the target Service");
+  if (!t) return out_t(boost::system::in_place_error, t.error());
+  const json::object* tmeta = child_object(*t, "metadata");
+  json::object labels = promotion ? by_prefix(tmeta ? child_object(*tmeta, "labels") : nullptr, o.include_label_prefix)
+                                  : (tmeta && child_object(*tmeta, "labels") ? *child_object(*tmeta, "labels") : json::object{});
+  json::object annotations = promotion ? by_prefix(tmeta ? child_object(*tmeta, "annotations") : nullptr, o.include_label_prefix)
+                                       : (tmeta && child_object(*tmeta, "annotations") ? *child_object(*tmeta, "annotations")
+                                                                                       : json::object{});
+  annotations.erase("kubectl.kubernetes.io/last-applied-configuration");
+  json::array owners{owner_reference(c)};
+  json::object spec = child_object(*t, "spec") ? *child_object(*t, "spec") : json::object{};
+  // What the API server allocates per Service: never copied from the target.
+  if (string_at(spec, "clusterIP") != "None") {
+    spec.erase("clusterIP");
+    spec.erase("clusterIPs");
+  }
+  spec.erase("healthCheckNodePort");
+  if (auto* ports = child_array(spec, "ports")) {
+    for (auto& pv : *ports) {
+      if (pv.is_object()) pv.as_object().erase("nodePort");
+    }
+  }
+  if (existing_json.empty()) {
+    json::object meta{{"name", name}, {"namespace", c.metadata.namespace_}};
+    set_or_erase(meta, "labels", std::move(labels));
+    set_or_erase(meta, "annotations", std::move(annotations));
+    meta["ownerReferences"] = std::move(owners);
+    json::object svc{{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", std::move(meta)}, {"spec", std::move(spec)}};
+    return out_t(boost::system::in_place_value, json::serialize(svc));
+  }
+  auto e = parse_object(existing_json, "the Service copy");
+  if (!e) return out_t(boost::system::in_place_error, e.error());
+  json::object existing = std::move(*e);
+  const json::object espec = child_object(existing, "spec") ? *child_object(existing, "spec") : json::object{};
+  for (std::string_view k : {"clusterIP", "clusterIPs", "healthCheckNodePort"}) {
+    if (auto it = espec.find(k); it != espec.end()) spec[k] = it->value();
+  }
+  // Node ports stay those allocated to the copy, matched by port and protocol.
+  if (auto* ports = child_array(spec, "ports"); ports != nullptr && espec.contains("ports") && espec.at("ports").is_array()) {
+    for (auto& pv : *ports) {
+      if (!pv.is_object()) continue;
+      for (const auto& ev : espec.at("ports").as_array()) {
+        if (!ev.is_object()) continue;
+        const auto& ep = ev.as_object();
+        if (ep.contains("nodePort") && int_at(&ep, "port") == int_at(&pv.as_object(), "port") &&
+            string_at(ep, "protocol") == string_at(pv.as_object(), "protocol"))
+          pv.as_object()["nodePort"] = ep.at("nodePort");
+      }
+    }
+  }
+  json::object& emeta = existing["metadata"].as_object();
+  auto same = [&](std::string_view k, const json::value& want) {
+    auto it = emeta.find(k);
+    const json::value have = it == emeta.end() ? json::value(json::object{}) : it->value();
+    return have == want;
+  };
+  if (espec == spec && same("labels", labels) && same("annotations", annotations) && same("ownerReferences", owners))
+    return out_t(boost::system::in_place_value, std::nullopt);
+  set_or_erase(emeta, "labels", std::move(labels));
+  set_or_erase(emeta, "annotations", std::move(annotations));
+  emeta["ownerReferences"] = std::move(owners);
+  existing["spec"] = std::move(spec);
+  existing.erase("status");
+  return out_t(boost::system::in_place_value, json::serialize(existing));
 }
 
 }  // namespace canaryd::core

@@ -126,9 +126,12 @@ class app_impl final : public app {
     secrets_ = make_cache(resources::secrets);
     hpas_ = make_cache(resources::hpas);
     metric_templates_ = make_cache(resources::metric_templates);
+    daemonsets_ = make_cache(resources::daemonsets);
+    statefulsets_ = make_cache(resources::statefulsets);
     alert_providers_ = make_cache(resources::alert_providers);
     cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
-                                                 *secrets_, *hpas_, *metric_templates_});
+                                                 *secrets_, *hpas_, *metric_templates_, *daemonsets_,
+                                                 *statefulsets_});
     alerts_ = std::make_unique<alert_sender>(ex_, *alert_providers_, *secrets_, opts_, metrics_);
     runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_, metrics_);
 
@@ -153,6 +156,9 @@ class app_impl final : public app {
     route_changes(*deployments_, canary_runner::source::deployment);
     route_changes(*configmaps_, canary_runner::source::configmap);
     route_changes(*secrets_, canary_runner::source::secret);
+    route_changes(*daemonsets_, canary_runner::source::daemonset);
+    route_changes(*statefulsets_, canary_runner::source::statefulset);
+    route_changes(*services_, canary_runner::source::service);
     for (auto* c : all_caches()) {
       c->on_synced([this] {
         if (++synced_caches_ != all_caches().size() || stopping_) return;
@@ -205,7 +211,7 @@ class app_impl final : public app {
     return std::make_unique<k8s::cache>(*client_, wo);
   }
 
-  // Deployment/ConfigMap/Secret changes wake the canaries that depend on them.
+  // Workload/Service/ConfigMap/Secret changes wake the canaries that depend on them.
   void route_changes(k8s::cache& c, canary_runner::source s) {
     auto touch = [this, s](const k8s::object_ptr& o) {
       if (all_synced_ && active()) runner_->changed(s, o->namespace_name(), o->name());
@@ -216,7 +222,7 @@ class app_impl final : public app {
   std::vector<k8s::cache*> all_caches() const {
     std::vector<k8s::cache*> out;
     for (auto* p : {&canaries_, &deployments_, &services_, &configmaps_, &secrets_, &hpas_, &metric_templates_,
-                    &alert_providers_})
+                    &alert_providers_, &daemonsets_, &statefulsets_})
       if (*p) out.push_back(p->get());
     return out;
   }
@@ -266,7 +272,7 @@ class app_impl final : public app {
   std::unique_ptr<leader_elector> elector_;
   std::unique_ptr<http::server> server_;
   std::unique_ptr<k8s::cache> canaries_, deployments_, services_, configmaps_, secrets_, hpas_, metric_templates_,
-      alert_providers_;
+      alert_providers_, daemonsets_, statefulsets_;
   std::unique_ptr<cluster> cluster_;
   std::unique_ptr<alert_sender> alerts_;  // before runner_: the runner holds a reference
   std::unique_ptr<canary_runner> runner_;

@@ -76,6 +76,9 @@ const char* source_name(canary_runner::source s) {
     case canary_runner::source::deployment: return "deployment";
     case canary_runner::source::configmap: return "configmap";
     case canary_runner::source::secret: return "secret";
+    case canary_runner::source::daemonset: return "daemonset";
+    case canary_runner::source::statefulset: return "statefulset";
+    case canary_runner::source::service: return "service";
   }
   return "?";
 }
@@ -162,18 +165,34 @@ struct runner_access {
     std::set<std::string> interests;
     if (dec.ok()) {
       const auto& ref = c.spec.target_ref;
+      // The controller for the kind and the cache its changes come from ("deployment", ...).
+      std::string_view source;
       if (ref.kind == "Deployment") {
         target = r.deployments_.get();
+        source = "deployment";
+      } else if (ref.kind == "DaemonSet") {
+        target = r.daemonsets_.get();
+        source = "daemonset";
+      } else if (ref.kind == "StatefulSet") {
+        target = r.statefulsets_.get();
+        source = "statefulset";
+      } else if (ref.kind == "Service" && !c.is_knative_target()) {
+        target = r.service_targets_.get();
+        source = "service";
+      } else if (c.is_knative_target()) {
+        obs.target_error = fmt::format("target kind {} ({}) is not supported yet", ref.kind, ref.api_version);
+      } else {
+        obs.target_error = fmt::format("target kind {} is not supported yet", ref.kind);
+      }
+      if (target) {
         target->observe(c, obs, now);
-        interests.insert(interest_key("deployment", c.metadata.namespace_, ref.name));
-        interests.insert(interest_key("deployment", c.metadata.namespace_, c.primary_workload_name()));
+        interests.insert(interest_key(source, c.metadata.namespace_, ref.name));
+        interests.insert(interest_key(source, c.metadata.namespace_, c.primary_workload_name()));
         for (const auto& [k, _] : obs.tracked_configs) {
           auto slash = k.find('/');
           if (slash == std::string::npos) continue;
           interests.insert(interest_key(k.substr(0, slash), c.metadata.namespace_, k.substr(slash + 1)));
         }
-      } else {
-        obs.target_error = fmt::format("target kind {} is not supported yet", ref.kind);
       }
       mesh = router_for(r, c);
       if (mesh) {
@@ -311,17 +330,26 @@ struct runner_access {
                                                  const k8s::object& obj, target_controller* target,
                                                  mesh_router* mesh, core::workload_action a) {
     using wa = core::workload_action;
+    // A Service target has no apex/-primary/-canary Services to manage: Flagger's
+    // KubernetesNoopRouter (the target controller makes the -primary and -canary copies).
+    const bool noop_kube_router = c.spec.target_ref.kind == "Service" && !c.is_knative_target();
     switch (a) {
-      case wa::initialize_services: co_return co_await r.services_->initialize(c);
-      case wa::reconcile_apex: co_return co_await r.services_->reconcile(c);
+      case wa::initialize_services:
+        if (noop_kube_router) co_return action_result();
+        co_return co_await r.services_->initialize(c);
+      case wa::reconcile_apex:
+        if (noop_kube_router) co_return action_result();
+        co_return co_await r.services_->reconcile(c);
       case wa::reconcile_mesh:
         if (!mesh)
           co_return action_result(fmt::format("no router for provider {}",
                                               c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider));
         co_return co_await mesh->reconcile(c);
       case wa::finalize_routers: {
-        auto s = co_await r.services_->finalize(c);
-        if (!s) co_return s;
+        if (!noop_kube_router) {
+          auto s = co_await r.services_->finalize(c);
+          if (!s) co_return s;
+        }
         if (mesh) co_return co_await mesh->finalize(c);
         co_return action_result();
       }
@@ -416,6 +444,9 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),
+      daemonsets_(make_daemonset_controller(k, opts)),
+      statefulsets_(make_statefulset_controller(k, opts)),
+      service_targets_(make_service_target_controller(k, opts)),
       services_(make_service_router(k, opts)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
       flagger_metrics_(std::make_unique<canary_metrics>(registry)),

@@ -24,6 +24,7 @@ inline const k8s::resource metric_templates{"flagger.app", "v1beta1", "metrictem
 inline const k8s::resource alert_providers{"flagger.app", "v1beta1", "alertproviders", true};
 inline const k8s::resource deployments{"apps", "v1", "deployments", true};
 inline const k8s::resource daemonsets{"apps", "v1", "daemonsets", true};
+inline const k8s::resource statefulsets{"apps", "v1", "statefulsets", true};
 inline const k8s::resource services{"", "v1", "services", true};
 inline const k8s::resource configmaps{"", "v1", "configmaps", true};
 inline const k8s::resource secrets{"", "v1", "secrets", true};
@@ -40,6 +41,8 @@ struct cluster {
   k8s::cache& secrets;
   k8s::cache& hpas;
   k8s::cache& metric_templates;
+  k8s::cache& daemonsets;
+  k8s::cache& statefulsets;
 };
 
 }  // namespace canaryd

@@ -1,6 +1,6 @@
 #pragma once
 // A target controller: what canaryd does to the workload a Canary names in targetRef
-// (Flagger's canary.Controller: Deployment now, DaemonSet later). It reads the target, its
+// (Flagger's canary.Controller: Deployment, DaemonSet, Service; and StatefulSet). It reads the target, its
 // primary and their configs from the caches, and acts through the API client.
 //
 // Thread affinity: the io_context thread. Errors: action_result values, never exceptions.
@@ -34,5 +34,12 @@ class target_controller {
 
 // The controller for targetRef.kind Deployment.
 std::unique_ptr<target_controller> make_deployment_controller(cluster& k, const options& opts);
+// DaemonSet (Flagger's DaemonSetController) and StatefulSet (canaryd's own, docs/targets.md):
+// daemon/workload_controller.cpp.
+std::unique_ptr<target_controller> make_daemonset_controller(cluster& k, const options& opts);
+std::unique_ptr<target_controller> make_statefulset_controller(cluster& k, const options& opts);
+// Service targets (Flagger's ServiceController): <svc>-canary and <svc>-primary copies,
+// promotion by copying the spec, no scaling or readiness (daemon/service_target_controller.cpp).
+std::unique_ptr<target_controller> make_service_target_controller(cluster& k, const options& opts);
 
 }  // namespace canaryd

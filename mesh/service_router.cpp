@@ -17,6 +17,7 @@
 #include <string>
 #include <utility>
 
+#include "core/primary.hpp"
 #include "core/services.hpp"
 #include "k8s/log.hpp"
 
@@ -101,22 +102,27 @@ class kube_service_router final : public service_router {
     std::string version;  // canary_version|spec_version of the target; empty when there is none
   };
 
-  // GetMetadata of the target, from the deployments cache.
+  // GetMetadata of the target, from the cache of its kind.
   target_view target(const core::canary& c) {
     using result = core::service_result<core::target_metadata>;
     const std::string& kind = c.spec.target_ref.kind;
     const std::string& ns = c.metadata.namespace_;
-    if (kind != "Deployment") {
+    k8s::cache* cache = kind == "Deployment"    ? &k_.deployments
+                        : kind == "DaemonSet"   ? &k_.daemonsets
+                        : kind == "StatefulSet" ? &k_.statefulsets
+                                                : nullptr;
+    if (cache == nullptr) {
       return {result(boost::system::in_place_error,
-                     "target kind " + kind + " is not supported by canaryd's Service router yet (Deployment only)"),
+                     "target kind " + kind + " is not supported by canaryd's Service router (Deployment, DaemonSet, StatefulSet)"),
               {}};
     }
-    auto d = k_.deployments.get(ns, c.spec.target_ref.name);
+    auto d = cache->get(ns, c.spec.target_ref.name);
     if (!d) {
       targets_.erase(k8s::object_key(ns, c.spec.target_ref.name));
-      return {result(boost::system::in_place_error, "deployment " + c.target_id() + " get query error: deployments.apps \"" +
-                                                        c.spec.target_ref.name + "\" not found"),
-              {}};
+      const auto wk = kind == "DaemonSet"     ? core::workload_kind::daemonset
+                      : kind == "StatefulSet" ? core::workload_kind::statefulset
+                                              : core::workload_kind::deployment;
+      return {result(boost::system::in_place_error, core::missing_workload_error(wk, c.spec.target_ref.name, ns)), {}};
     }
     std::string version = canary_version(c) + "|" + spec_version(*d);
     auto& memo = targets_[d->key()];

@@ -385,6 +385,11 @@ std::vector<resource_info> resources() {
   out.push_back(make("", "v1", "pods", "pod", "Pod", true, {"po"}, {"all"}, true, false));
   out.push_back(make("", "v1", "endpoints", "endpoints", "Endpoints", true, {"ep"}, {}, false, false));
   out.push_back(make("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, {"sa"}, {}, false, false));
+  // Made by the StatefulSet controller from volumeClaimTemplates and bound at once (sim/world).
+  out.push_back(make("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, {"pvc"},
+                     {}, true, false));
+  out.push_back(make("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, {"pv"}, {}, true,
+                     false));
   out.push_back(make("apps", "v1", "deployments", "deployment", "Deployment", true, {"deploy"}, {"all"}, true, true));
   scalable(out.back());
   out.push_back(make("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, {"ds"}, {"all"}, true, true));

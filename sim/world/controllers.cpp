@@ -368,6 +368,8 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
     ds_r_ = store_.find("apps", "v1", "daemonsets");
     ss_r_ = store_.find("apps", "v1", "statefulsets");
     pod_r_ = store_.find("", "v1", "pods");
+    pvc_r_ = store_.find("", "v1", "persistentvolumeclaims");
+    pv_r_ = store_.find("", "v1", "persistentvolumes");
     hpa_r_ = store_.find("autoscaling", "v2", "horizontalpodautoscalers");
   }
 
@@ -1139,6 +1141,117 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
 
   // ---- StatefulSets ----
 
+  // The PersistentVolumeClaims of ordinal `i` (<claim>-<sts>-<i>, one per volumeClaimTemplate),
+  // created when missing and bound at once to a PersistentVolume pvc-<claim uid> of the requested
+  // size, as a dynamic provisioner would. With persistentVolumeClaimRetentionPolicy.whenDeleted
+  // Delete a claim carries the StatefulSet's ownerReference, so it goes with the StatefulSet.
+  void ensure_claims(const json::object& ss, std::int64_t i) {
+    if (pvc_r_ == nullptr) return;
+    const json::object* spec = obj_of(&ss, "spec");
+    const json::array* templates = arr_of(spec, "volumeClaimTemplates");
+    if (templates == nullptr) return;
+    const std::string ns = str_of(meta(ss), "namespace");
+    const bool delete_with_set = str_of(obj_of(spec, "persistentVolumeClaimRetentionPolicy"), "whenDeleted") == "Delete";
+    for (const auto& tv : *templates) {
+      const json::object* t = tv.if_object();
+      if (t == nullptr) continue;
+      const std::string claim = name_of(*t) + "-" + name_of(ss) + "-" + std::to_string(i);
+      if (get(pvc_r_, ns, claim)) continue;
+      json::object md{{"name", claim}, {"namespace", ns}};
+      if (const auto* ml = obj_of(obj_of(spec, "selector"), "matchLabels")) md["labels"] = *ml;
+      if (delete_with_set) {
+        json::object ref = owner_reference(*ss_r_, ss);
+        ref["controller"] = false;
+        md["ownerReferences"] = json::array{std::move(ref)};
+      }
+      json::object pspec;
+      if (const auto* ts = obj_of(t, "spec")) pspec = *ts;
+      if (str_of(&pspec, "storageClassName").empty()) pspec["storageClassName"] = "standard";
+      if (str_of(&pspec, "volumeMode").empty()) pspec["volumeMode"] = "Filesystem";
+      json::object pvc{{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"}, {"metadata", std::move(md)}, {"spec", pspec}};
+      auto created = store_.create(*pvc_r_, ns, std::move(pvc));
+      if (!created) {
+        log::debug("controller claim create failed", {{"claim", claim}, {"error", created.error().message}});
+        continue;
+      }
+      const std::string volume = "pvc-" + uid_of(**created);
+      const std::string size = str_of(obj_of(obj_of(&pspec, "resources"), "requests"), "storage");
+      json::array modes;
+      if (const auto* m = arr_of(&pspec, "accessModes")) modes = *m;
+      if (pv_r_ != nullptr) {
+        json::object pv{{"apiVersion", "v1"},
+                        {"kind", "PersistentVolume"},
+                        {"metadata", json::object{{"name", volume}}},
+                        {"spec", json::object{{"capacity", json::object{{"storage", size.empty() ? "1Gi" : size}}},
+                                              {"accessModes", modes},
+                                              {"persistentVolumeReclaimPolicy", "Delete"},
+                                              {"storageClassName", str_of(&pspec, "storageClassName")},
+                                              {"volumeMode", "Filesystem"},
+                                              {"claimRef", json::object{{"kind", "PersistentVolumeClaim"},
+                                                                        {"namespace", ns},
+                                                                        {"name", claim},
+                                                                        {"uid", uid_of(**created)}}}}}};
+        if (auto v = store_.create(*pv_r_, "", std::move(pv))) write_status(pv_r_, **v, json::object{{"phase", "Bound"}});
+      }
+      json::object bound = **created;
+      object_at(bound, "spec")["volumeName"] = volume;
+      if (auto w = write(pvc_r_, std::move(bound))) {
+        write_status(pvc_r_, *w,
+                     json::object{{"phase", "Bound"},
+                                  {"accessModes", modes},
+                                  {"capacity", json::object{{"storage", size.empty() ? "1Gi" : size}}}});
+      }
+    }
+  }
+
+  // Claims of ordinals >= `replicas` go when the retention policy says whenScaled: Delete.
+  void release_claims(const json::object& ss, std::int64_t replicas) {
+    if (pvc_r_ == nullptr) return;
+    const json::object* spec = obj_of(&ss, "spec");
+    if (str_of(obj_of(spec, "persistentVolumeClaimRetentionPolicy"), "whenScaled") != "Delete") return;
+    const json::array* templates = arr_of(spec, "volumeClaimTemplates");
+    if (templates == nullptr) return;
+    const std::string ns = str_of(meta(ss), "namespace");
+    auto all = store_.list(*pvc_r_, ns, list_options{});
+    if (!all) return;
+    for (const auto& tv : *templates) {
+      const json::object* t = tv.if_object();
+      if (t == nullptr) continue;
+      const std::string prefix = name_of(*t) + "-" + name_of(ss) + "-";
+      for (const auto& pvc : all->items) {
+        const std::string n = name_of(*pvc);
+        if (!n.starts_with(prefix)) continue;
+        const std::string suffix = n.substr(prefix.size());
+        char* end = nullptr;
+        const long long ord = std::strtoll(suffix.c_str(), &end, 10);
+        if (!suffix.empty() && end == suffix.c_str() + suffix.size() && ord >= replicas) remove(pvc_r_, ns, n);
+      }
+    }
+  }
+
+  // The pod template of ordinal `i`: the claims' volumes added (replacing same-named volumes).
+  static json::object ordinal_template(const json::object& ss, const json::object& tmpl, std::int64_t i) {
+    const json::array* templates = arr_of(obj_of(&ss, "spec"), "volumeClaimTemplates");
+    if (templates == nullptr || templates->empty()) return tmpl;
+    json::object t = tmpl;
+    json::object& pspec = object_at(t, "spec");
+    json::array volumes;
+    std::set<std::string> claims;
+    for (const auto& tv : *templates)
+      if (const auto* c = tv.if_object()) claims.insert(name_of(*c));
+    if (const auto* v = arr_of(&pspec, "volumes")) {
+      for (const auto& vol : *v)
+        if (!(vol.is_object() && claims.contains(str_of(&vol.get_object(), "name")))) volumes.push_back(vol);
+    }
+    for (const auto& c : claims) {
+      volumes.push_back(json::object{
+          {"name", c},
+          {"persistentVolumeClaim", json::object{{"claimName", c + "-" + name_of(ss) + "-" + std::to_string(i)}}}});
+    }
+    pspec["volumes"] = std::move(volumes);
+    return t;
+  }
+
   void reconcile_statefulset(const std::string& ns, const std::string& name) {
     auto ss = get(ss_r_, ns, name);
     if (!ss || deleting(*ss)) return;
@@ -1173,6 +1286,7 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
         ++it;
       }
     }
+    release_claims(*ss, desired);
     std::vector<object_ptr> pods;
     for (auto& [ord, p] : by_ordinal) pods.push_back(p);
     std::int64_t ready = progress_readiness(pods, {kind::statefulset, ns, name});
@@ -1195,7 +1309,8 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
                                {"statefulset.kubernetes.io/pod-name", pod_name},
                                {"apps.kubernetes.io/pod-index", std::to_string(i)}};
       const std::string node = nodes_.empty() ? std::string() : nodes_[static_cast<std::size_t>(i) % nodes_.size()].name;
-      if (!create_pod(*ss_r_, *ss, *tmpl, pod_name, node, extra)) break;
+      ensure_claims(*ss, i);
+      if (!create_pod(*ss_r_, *ss, ordinal_template(*ss, *tmpl, i), pod_name, node, extra)) break;
       if (auto p = get(pod_r_, ns, pod_name)) {
         by_ordinal[i] = p;
         if (pod_ready(*p)) {
@@ -1219,8 +1334,12 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
       if (rev == update_revision) ++updated;
       if (rev == current_revision) ++current;
     }
-    if (all_ready && updated < static_cast<std::int64_t>(pods.size())) {
-      for (auto it = by_ordinal.rbegin(); it != by_ordinal.rend(); ++it) {
+    // updateStrategy: OnDelete replaces nothing; RollingUpdate only ordinals >= partition.
+    const json::object* strategy = obj_of(spec, "updateStrategy");
+    const bool on_delete = str_of(strategy, "type") == "OnDelete";
+    const std::int64_t partition = std::max<std::int64_t>(0, int_of(obj_of(strategy, "rollingUpdate"), "partition").value_or(0));
+    if (all_ready && !on_delete && updated < static_cast<std::int64_t>(pods.size())) {
+      for (auto it = by_ordinal.rbegin(); it != by_ordinal.rend() && it->first >= partition; ++it) {
         if (label(meta(*it->second), "controller-revision-hash") != update_revision) {
           remove(pod_r_, ns, name_of(*it->second));
           break;  // recreated with the update revision on the next pass (the delete requeues us)
@@ -1312,6 +1431,8 @@ class controllers::impl : public std::enable_shared_from_this<impl> {
   const resource_info* ds_r_ = nullptr;
   const resource_info* ss_r_ = nullptr;
   const resource_info* pod_r_ = nullptr;
+  const resource_info* pvc_r_ = nullptr;
+  const resource_info* pv_r_ = nullptr;
   const resource_info* hpa_r_ = nullptr;
 
   owner_index rs_by_owner_;    // deployment uid -> ReplicaSet names

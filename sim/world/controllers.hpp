@@ -16,7 +16,13 @@
 //  - DaemonSets: one pod per simulated node whose labels match spec.template.spec.nodeSelector
 //    (a nodeSelector matching no node schedules 0), replaced when the template changes.
 //  - StatefulSets: pods <name>-0..N-1 (OrderedReady: one after the other; Parallel: at once),
-//    rolled from the highest ordinal down, currentRevision/updateRevision.
+//    rolled from the highest ordinal down to rollingUpdate.partition (OnDelete: never),
+//    currentRevision/updateRevision; a PersistentVolumeClaim <claim>-<name>-<ordinal> per
+//    volumeClaimTemplate, made before its pod and bound at once to a PersistentVolume
+//    pvc-<claim uid> (the pod's volume names it); claims are kept across scale-down unless
+//    persistentVolumeClaimRetentionPolicy.whenScaled is Delete, and go with the StatefulSet only
+//    when whenDeleted is Delete (an ownerReference). A pod created below the partition gets the
+//    update revision too (Kubernetes would give it the current one).
 //  - HorizontalPodAutoscalers (autoscaling/v2): status mirrors the scale target's replicas
 //    (currentReplicas; desiredReplicas clamped to min/max). The target is never scaled.
 // Simplifications, deliberate: a rollout swaps all pods at once (no maxSurge stepping);

@@ -125,7 +125,10 @@ asio::awaitable<void> run(world* w) {
     REQUIRE(co_await c->wait_synced(10s));
   }
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
+  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
+  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
+  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
+                     *metric_templates, *daemonsets, *statefulsets};
   canaryd::options opts;
   auto ctl = canaryd::make_deployment_controller(k, opts);
   core::canary c = podinfo_canary();  // status.lastAppliedSpec is set below
@@ -358,7 +361,10 @@ asio::awaitable<void> run_hpa(world* w) {
     REQUIRE(co_await c->wait_synced(10s));
   }
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
+  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
+  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
+  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
+                     *metric_templates, *daemonsets, *statefulsets};
   canaryd::options opts;
   auto ctl = canaryd::make_deployment_controller(k, opts);
   const std::string text = R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",

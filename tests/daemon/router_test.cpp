@@ -217,7 +217,10 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
   EXPECT(co_await deployments->wait_synced(10s));
   EXPECT(co_await services->wait_synced(10s));
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
+  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
+  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
+  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
+                     *metric_templates, *daemonsets, *statefulsets};
 
   auto canary_obj = canaries->get("default", "podinfo");
   EXPECT(canary_obj != nullptr);
@@ -331,7 +334,10 @@ asio::awaitable<void> error_scenario(kubesim_instance* sim, canaryd::options* op
   EXPECT(co_await deployments->wait_synced(10s));
   EXPECT(co_await services->wait_synced(10s));
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
-  canaryd::cluster k{client, *canaries, *deployments, *services, *configmaps, *secrets, *hpas, *metric_templates};
+  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
+  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
+  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
+                     *metric_templates, *daemonsets, *statefulsets};
   auto router = canaryd::make_service_router(k, *opts);
   auto decoded = core::decode_canary(R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",
     "metadata":{"name":"podinfo","namespace":"default","uid":"u"},

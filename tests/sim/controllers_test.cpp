@@ -509,3 +509,85 @@ TEST_CASE("a thousand Deployments converge quickly") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("StatefulSet claims: one bound PVC per template and ordinal, kept or deleted by the retention policy") {
+  cluster c;
+  const auto* pvcs = c.st->find("", "v1", "persistentvolumeclaims");
+  const auto* pvs = c.st->find("", "v1", "persistentvolumes");
+  REQUIRE(pvcs != nullptr);
+  REQUIRE(pvs != nullptr);
+  const std::string manifest = R"({"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db"},
+    "spec":{"replicas":2,"serviceName":"db","podManagementPolicy":"Parallel","selector":{"matchLabels":{"app":"db"}},
+      "persistentVolumeClaimRetentionPolicy":{"whenScaled":"Retain","whenDeleted":"Retain"},
+      "template":{"metadata":{"labels":{"app":"db"},"annotations":{"kubesim.dev/ready-after":"50ms"}},
+                  "spec":{"containers":[{"name":"db","image":"db:1"}]}},
+      "volumeClaimTemplates":[{"metadata":{"name":"data"},
+        "spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"2Gi"}}}}]}})";
+  c.create(c.statefulsets, manifest);
+  REQUIRE(c.run_until([&] { return num(c.get(c.statefulsets, "db"), {"status", "readyReplicas"}) == 2; }));
+  for (const char* n : {"data-db-0", "data-db-1"}) {
+    auto pvc = c.get(pvcs, n);
+    REQUIRE(pvc != nullptr);
+    CHECK(text(pvc, {"status", "phase"}) == "Bound");
+    CHECK(text(pvc, {"status", "capacity", "storage"}) == "2Gi");
+    CHECK(text(pvc, {"metadata", "labels", "app"}) == "db");
+    const std::string volume = text(pvc, {"spec", "volumeName"});
+    auto pv = c.get(pvs, volume, "");
+    REQUIRE(pv != nullptr);
+    CHECK(text(pv, {"spec", "claimRef", "name"}) == n);
+    CHECK(text(pv, {"status", "phase"}) == "Bound");
+  }
+  // The pod mounts its own claim.
+  auto pod = c.get(c.pods, "db-1");
+  REQUIRE(pod != nullptr);
+  bool mounted = false;
+  for (const auto& v : at(pod, {"spec", "volumes"})->as_array())
+    if (v.at("name") == "data" && v.at("persistentVolumeClaim").at("claimName") == "data-db-1") mounted = true;
+  CHECK(mounted);
+
+  // whenScaled Retain: scaled to zero, the claims stay (and are used again).
+  const std::string uid0 = text(c.get(pvcs, "data-db-0"), {"metadata", "uid"});
+  json::object zero = *c.get(c.statefulsets, "db");
+  zero["spec"].as_object()["replicas"] = 0;
+  c.update(c.statefulsets, std::move(zero));
+  REQUIRE(c.run_until([&] { return c.get(c.pods, "db-0") == nullptr && c.get(c.pods, "db-1") == nullptr; }));
+  CHECK(c.get(pvcs, "data-db-1") != nullptr);
+  json::object back = *c.get(c.statefulsets, "db");
+  back["spec"].as_object()["replicas"] = 2;
+  c.update(c.statefulsets, std::move(back));
+  REQUIRE(c.run_until([&] { return num(c.get(c.statefulsets, "db"), {"status", "readyReplicas"}) == 2; }));
+  CHECK(text(c.get(pvcs, "data-db-0"), {"metadata", "uid"}) == uid0);
+
+  // whenScaled Delete: scaling down removes the claims of the removed ordinals.
+  json::object del = *c.get(c.statefulsets, "db");
+  del["spec"].as_object()["persistentVolumeClaimRetentionPolicy"].as_object()["whenScaled"] = "Delete";
+  del["spec"].as_object()["replicas"] = 1;
+  c.update(c.statefulsets, std::move(del));
+  REQUIRE(c.run_until([&] { return c.get(pvcs, "data-db-1") == nullptr; }));
+  CHECK(c.get(pvcs, "data-db-0") != nullptr);
+}
+
+TEST_CASE("a StatefulSet partition keeps the lower ordinals on the old revision") {
+  cluster c;
+  c.create(c.statefulsets, R"({"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"},
+    "spec":{"replicas":3,"serviceName":"web","podManagementPolicy":"Parallel","selector":{"matchLabels":{"app":"web"}},
+      "updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}},
+      "template":{"metadata":{"labels":{"app":"web"},"annotations":{"kubesim.dev/ready-after":"50ms"}},
+                  "spec":{"containers":[{"name":"nginx","image":"nginx:1"}]}}}})");
+  REQUIRE(c.run_until([&] { return num(c.get(c.statefulsets, "web"), {"status", "readyReplicas"}) == 3; }));
+  json::object changed = *c.get(c.statefulsets, "web");
+  changed["spec"].as_object()["template"].as_object()["spec"].as_object()["containers"].as_array()[0].as_object()["image"] = "nginx:2";
+  c.update(c.statefulsets, std::move(changed));
+  auto image = [&](const char* p) { return at(c.get(c.pods, p), {"spec", "containers"})->as_array()[0].at("image"); };
+  REQUIRE(c.run_until([&] {
+    auto p = c.get(c.pods, "web-2");
+    auto s = c.get(c.statefulsets, "web");
+    return p != nullptr && image("web-2") == "nginx:2" && num(s, {"status", "readyReplicas"}) == 3;
+  }));
+  c.run_for(300ms);
+  CHECK(image("web-0") == "nginx:1");
+  CHECK(image("web-1") == "nginx:1");
+  auto s = c.get(c.statefulsets, "web");
+  CHECK(num(s, {"status", "updatedReplicas"}) == 1);
+  CHECK(text(s, {"status", "currentRevision"}) != text(s, {"status", "updateRevision"}));
+}

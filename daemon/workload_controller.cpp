@@ -1,0 +1,553 @@
+// The DaemonSet and StatefulSet target controllers (Flagger's DaemonSetController,
+// flagger-behaviour.md §4; StatefulSets are canaryd's own, docs/targets.md). The object
+// transformations are core/primary.hpp's; this file reads the caches and writes through the API
+// client, like daemon/deployment_controller.cpp does for Deployments.
+//
+// Reads: only the caches in `cluster` (observe() makes no request). Writes are level-based and
+// skipped when the cache already shows the wanted state, so a repeated action on an idle canary
+// costs no request. Updates retry on 409 Conflict with a fresh GET (at most 5 times).
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+
+#include <array>
+#include <cassert>
+#include <fmt/format.h>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "core/primary.hpp"
+#include "core/revision.hpp"
+#include "daemon/target.hpp"
+#include "k8s/api_error.hpp"
+
+namespace canaryd {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using core::workload_action;
+using core::workload_kind;
+
+constexpr int conflict_retries = 5;
+
+std::string api_text(const k8s::api_error& e) { return e.message.empty() ? e.what() : e.message; }
+
+template <class... Args>
+action_result error(fmt::format_string<Args...> f, Args&&... args) {
+  return action_result(boost::system::in_place_error, fmt::format(f, std::forward<Args>(args)...));
+}
+action_result error_text(std::string s) { return action_result(boost::system::in_place_error, std::move(s)); }
+
+// spec.template of a workload as JSON text (empty when absent or not JSON).
+std::string template_json(std::string_view workload_json) {
+  boost::system::error_code ec;
+  json::value v = json::parse(workload_json, ec);
+  if (ec || !v.is_object()) return {};
+  const auto* spec = v.as_object().if_contains("spec");
+  if (spec == nullptr || !spec->is_object()) return {};
+  const auto* tmpl = spec->as_object().if_contains("template");
+  return tmpl == nullptr ? std::string() : json::serialize(*tmpl);
+}
+
+// The fields of a config copy that matter for "already up to date".
+json::value config_payload(std::string_view config_json) {
+  boost::system::error_code ec;
+  json::value v = json::parse(config_json, ec);
+  json::object out;
+  if (ec || !v.is_object()) return out;
+  for (std::string_view k : {"data", "binaryData", "type"}) {
+    if (const auto* f = v.as_object().if_contains(k)) out[k] = *f;
+  }
+  if (const auto* m = v.as_object().if_contains("metadata"); m && m->is_object()) {
+    for (std::string_view k : {"labels", "annotations", "ownerReferences"}) {
+      if (const auto* f = m->as_object().if_contains(k)) out[k] = *f;
+    }
+  }
+  return out;
+}
+
+std::string spec_version(const k8s::object& o) {
+  if (o.generation() > 0) return fmt::format("{}/g{}", o.uid(), o.generation());
+  return fmt::format("{}/r{}", o.uid(), o.resource_version());
+}
+
+const char* kind_name(workload_kind k) {
+  switch (k) {
+    case workload_kind::deployment: return "Deployment";
+    case workload_kind::daemonset: return "DaemonSet";
+    case workload_kind::statefulset: return "StatefulSet";
+  }
+  return "";
+}
+const char* kind_word(workload_kind k) {
+  switch (k) {
+    case workload_kind::deployment: return "deployment";
+    case workload_kind::daemonset: return "daemonset";
+    case workload_kind::statefulset: return "statefulset";
+  }
+  return "";
+}
+
+class workload_controller final : public target_controller {
+ public:
+  workload_controller(workload_kind kind, cluster& k, const options& opts)
+      : kind_(kind), k_(k), opts_(opts), random_(std::random_device{}()) {
+    assert(kind != workload_kind::deployment);
+  }
+
+  void observe(const core::canary& c, core::observed_state& obs, core::wall_time now) const override {
+    const std::string& ns = c.metadata.namespace_;
+    const auto target = cache().get(ns, c.spec.target_ref.name);
+    if (!target) {
+      facts_.erase(k8s::object_key(ns, c.spec.target_ref.name));
+      statuses_.erase(k8s::object_key(ns, c.spec.target_ref.name));
+      obs.target_error = core::missing_workload_error(kind_, c.spec.target_ref.name, ns);
+      return;
+    }
+    const facts& f = facts_of(target);
+    if (f.refusal) {
+      obs.target_error = *f.refusal;
+      return;
+    }
+    if (c.spec.autoscaler_ref && kind_ == workload_kind::daemonset) {
+      obs.target_error = fmt::format("autoscalerRef {} {}.{} cannot scale a DaemonSet: DaemonSet targets take no autoscaler",
+                                     c.spec.autoscaler_ref->kind, c.spec.autoscaler_ref->name, ns);
+      return;
+    }
+    if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind != "HorizontalPodAutoscaler") {
+      obs.target_error = fmt::format("autoscalerRef kind {} is not supported for {} targets (only HorizontalPodAutoscaler)",
+                                     c.spec.autoscaler_ref->kind, kind_name(kind_));
+      return;
+    }
+    if (kind_ == workload_kind::statefulset && !f.service_name.empty() && f.service_name == c.apex_service_name()) {
+      obs.target_error = fmt::format(
+          "the apex Service {}.{} would be statefulset {}.{}'s governing Service: set spec.service.name to another name",
+          f.service_name, ns, c.spec.target_ref.name, ns);
+      return;
+    }
+    obs.target_revision = f.revision;
+    auto configs = tracked_configs(c, f.has_template, f.refs);
+    if (!configs) {
+      obs.target_error = configs.error();
+      return;
+    }
+    for (const auto& t : *configs) obs.tracked_configs[t.key] = t.checksum;
+    obs.target_scaled_to_zero = f.scaled_to_zero;
+    const auto primary = cache().get(ns, c.primary_workload_name());
+    obs.canary = readiness(c, target, false, now);
+    obs.primary = readiness(c, primary, true, now);
+    const auto& applied = c.status.last_applied_spec;
+    if (primary && !applied.empty() && !core::is_canaryd_revision(applied)) {
+      obs.primary_matches_target =
+          core::primary_matches_target(kind_, target->json(), primary->json(), options_for(*configs));
+    }
+  }
+
+  asio::awaitable<action_result> apply(const core::canary& c, workload_action a) override {
+    switch (a) {
+      case workload_action::initialize_primary: co_return co_await initialize_primary(c);
+      case workload_action::scale_to_zero: co_return co_await scale_to_zero(c);
+      case workload_action::scale_from_zero: co_return co_await scale_from_zero(c);
+      case workload_action::promote: co_return co_await promote(c);
+      case workload_action::pause_target_scaler:
+      case workload_action::resume_target_scaler:
+        // HPA: Flagger's Pause/Resume are no-ops (KEDA is refused in observe()).
+        co_return action_result();
+      case workload_action::finalize_target: co_return co_await finalize(c);
+      default:
+        assert(false && "not a target controller action");
+        co_return error("{} is not a target controller action", core::to_string(a));
+    }
+  }
+
+  asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) override {
+    if (!c.spec.autoscaler_ref) co_return action_result();
+    const auto& ref = *c.spec.autoscaler_ref;
+    const std::string& ns = c.metadata.namespace_;
+    if (ref.kind != "HorizontalPodAutoscaler" || kind_ == workload_kind::daemonset) {
+      co_return error("autoscalerRef kind {} is not supported for {} targets", ref.kind, kind_name(kind_));
+    }
+    const auto hpa = k_.hpas.get(ns, ref.name);
+    if (!hpa) {
+      co_return error("HorizontalPodAutoscaler {}.{} get query error: horizontalpodautoscalers.autoscaling \"{}\" not found",
+                      ref.name, ns, ref.name);
+    }
+    const std::string primary_name = ref.name + "-primary";
+    const auto existing = k_.hpas.get(ns, primary_name);
+    if (!existing) {
+      auto body = core::make_primary_hpa(c, hpa->json(), "");
+      if (!body) co_return error_text(body.error());
+      auto r = co_await k_.client.create(resources::hpas, ns, *body);
+      if (!r && !k8s::is_already_exists(r.error()))
+        co_return error("creating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(r.error()));
+      co_return action_result();
+    }
+    if (init) co_return action_result();
+    std::string current(existing->json());
+    for (int attempt = 0;; ++attempt) {
+      auto body = core::make_primary_hpa(c, hpa->json(), current);
+      if (!body) co_return error_text(body.error());
+      if (!core::primary_hpa_differs(*body, current)) co_return action_result();
+      auto r = co_await k_.client.update(resources::hpas, ns, primary_name, *body);
+      if (r) co_return action_result();
+      if (!k8s::is_conflict(r.error()) || attempt >= conflict_retries)
+        co_return error("updating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(r.error()));
+      auto fresh = co_await k_.client.get(resources::hpas, ns, primary_name);
+      if (!fresh) co_return error("updating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(fresh.error()));
+      current = std::string(fresh->json());
+    }
+  }
+
+ private:
+  struct tracked {
+    std::string key;  // configmap/<name>, secret/<name>
+    core::config_ref ref;
+    k8s::object_ptr object;
+    std::string checksum;
+  };
+
+  // What observe() derives from the target's spec, kept per spec version (uid + generation).
+  struct facts {
+    std::string target;
+    std::optional<std::string> refusal;  // the target cannot be progressed: why
+    bool has_template = false;
+    std::string revision;
+    core::decoded<std::vector<core::config_ref>> refs;
+    bool scaled_to_zero = false;
+    std::string service_name;  // a StatefulSet's spec.serviceName
+  };
+
+  k8s::cache& cache() const { return kind_ == workload_kind::daemonset ? k_.daemonsets : k_.statefulsets; }
+  const k8s::resource& resource() const {
+    return kind_ == workload_kind::daemonset ? resources::daemonsets : resources::statefulsets;
+  }
+
+  facts& facts_of(const k8s::object_ptr& target) const {
+    facts& f = facts_[target->key()];
+    std::string version = spec_version(*target);
+    if (f.target == version) return f;
+    f = facts{};
+    f.target = std::move(version);
+    const std::string_view json_text = target->json();
+    if (auto label = core::selector_label(json_text, opts_.selector_labels, kind_word(kind_)); !label) {
+      f.refusal = label.error();
+      return f;
+    }
+    const std::string tmpl = template_json(json_text);
+    core::revision_options ro;
+    ro.daemonset = kind_ == workload_kind::daemonset;
+    auto revision = core::pod_template_revision(tmpl.empty() ? std::string_view("{}") : std::string_view(tmpl), ro);
+    if (!revision.ok() || tmpl.empty()) {
+      f.refusal = fmt::format("{} {}.{} has no readable pod template", kind_word(kind_), target->name(),
+                              target->namespace_name());
+      return f;
+    }
+    f.revision = std::move(revision.value);
+    f.has_template = true;
+    if (opts_.enable_config_tracking) f.refs = core::find_config_refs(tmpl);
+    if (kind_ == workload_kind::daemonset) {
+      f.scaled_to_zero = core::daemonset_scaled_to_zero(json_text);
+      // createPrimaryDaemonSet's check, made before anything is created.
+      f.refusal = core::daemonset_refusal(json_text);
+    } else {
+      f.refusal = core::statefulset_refusal(json_text);
+      f.service_name = core::statefulset_service_name(json_text);
+      f.scaled_to_zero = core::deployment_replicas(json_text) == 0;
+    }
+    return f;
+  }
+
+  // A workload's readiness inputs, parsed once per object version (uid/resourceVersion): the
+  // ticks a status update does not concern reuse the parse.
+  struct parsed_status {
+    std::string version;
+    core::daemonset_status daemonset;
+    core::statefulset_status statefulset;
+  };
+
+  const parsed_status& status_of(const k8s::object& o) const {
+    parsed_status& p = statuses_[o.key()];
+    std::string version = fmt::format("{}/r{}", o.uid(), o.resource_version());
+    if (p.version != version) {
+      p.version = std::move(version);
+      if (kind_ == workload_kind::daemonset) {
+        p.daemonset = core::read_daemonset_status(o.json());
+      } else {
+        p.statefulset = core::read_statefulset_status(o.json());
+      }
+    }
+    return p;
+  }
+
+  core::readiness readiness(const core::canary& c, const k8s::object_ptr& o, bool primary, core::wall_time now) const {
+    const parsed_status* st = nullptr;
+    if (o) {
+      st = &status_of(*o);
+    } else {
+      statuses_.erase(k8s::object_key(c.metadata.namespace_, primary ? c.primary_workload_name() : c.spec.target_ref.name));
+    }
+    if (kind_ == workload_kind::daemonset) {
+      const core::daemonset_status* d = st ? &st->daemonset : nullptr;
+      return primary ? core::daemonset_primary_readiness(c, d, now) : core::daemonset_canary_readiness(c, d, now);
+    }
+    const core::statefulset_status* s = st ? &st->statefulset : nullptr;
+    return primary ? core::statefulset_primary_readiness(c, s, now) : core::statefulset_canary_readiness(c, s, now);
+  }
+
+  // GetTargetConfigs: every referenced config that exists and is trackable; a missing
+  // mandatory one is Flagger's get-query error, a missing optional one is skipped.
+  core::text_result<std::vector<tracked>> tracked_configs(const core::canary& c, bool has_template,
+                                                          const core::decoded<std::vector<core::config_ref>>& refs) const {
+    std::vector<tracked> out;
+    if (!opts_.enable_config_tracking || !has_template) return out;
+    if (!refs.ok()) return std::string("the pod template's config references are not readable");
+    for (const auto& ref : refs.value) {
+      const bool is_cm = ref.kind == core::config_ref::kind_t::config_map;
+      const auto obj = (is_cm ? k_.configmaps : k_.secrets).get(c.metadata.namespace_, ref.name);
+      if (!obj) {
+        if (ref.optional) continue;
+        return is_cm ? fmt::format("configmap {}.{} get query error: configmaps \"{}\" not found", ref.name,
+                                   c.metadata.namespace_, ref.name)
+                     : fmt::format("secret {}.{} get query error: secrets \"{}\" not found", ref.name,
+                                   c.metadata.namespace_, ref.name);
+      }
+      if (!core::is_tracked_config(obj->json())) continue;
+      auto sum = core::config_checksum(obj->json());
+      if (!sum.ok()) continue;
+      out.push_back({ref.key(), ref, obj, sum.value});
+    }
+    return out;
+  }
+
+  core::primary_options options_for(const std::vector<tracked>& configs) const {
+    core::primary_options o;
+    o.selector_labels = opts_.selector_labels;
+    o.include_label_prefix = opts_.include_label_prefix;
+    for (const auto& t : configs) o.tracked_configs.insert(t.key);
+    return o;
+  }
+
+  std::string new_flagger_id() {
+    std::array<unsigned char, 16> b{};
+    for (auto& x : b) x = static_cast<unsigned char>(random_() & 0xff);
+    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+    std::string s;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+      s += fmt::format("{:02x}", b[i]);
+    }
+    return s;
+  }
+
+  struct target_view {
+    k8s::object_ptr target;
+    std::vector<tracked> configs;
+    core::primary_options opts;
+  };
+
+  core::text_result<target_view> read_target(const core::canary& c) const {
+    target_view v;
+    v.target = cache().get(c.metadata.namespace_, c.spec.target_ref.name);
+    if (!v.target) return core::missing_workload_error(kind_, c.spec.target_ref.name, c.metadata.namespace_);
+    const std::string tmpl = template_json(v.target->json());
+    std::vector<tracked> configs;
+    if (opts_.enable_config_tracking && !tmpl.empty()) {
+      auto t = tracked_configs(c, true, core::find_config_refs(tmpl));
+      if (!t) return t.error();
+      configs = std::move(*t);
+    }
+    v.configs = std::move(configs);
+    v.opts = options_for(v.configs);
+    return v;
+  }
+
+  // CreatePrimaryConfigs: write the -primary copy of every tracked config whose cached copy
+  // differs (Update, Create when missing).
+  asio::awaitable<action_result> write_primary_configs(const core::canary& c, const std::vector<tracked>& configs,
+                                                       const core::primary_options& o) {
+    const std::string& ns = c.metadata.namespace_;
+    for (const auto& t : configs) {
+      const bool is_cm = t.ref.kind == core::config_ref::kind_t::config_map;
+      const k8s::resource& res = is_cm ? resources::configmaps : resources::secrets;
+      const std::string_view what = is_cm ? "configmap" : "secret";
+      const std::string copy_name = t.ref.name + "-primary";
+      auto body = core::make_primary_config(c, t.object->json(), o);
+      if (!body) co_return error_text(body.error());
+      const auto existing = (is_cm ? k_.configmaps : k_.secrets).get(ns, copy_name);
+      if (existing && config_payload(existing->json()) == config_payload(*body)) continue;
+      if (existing) {
+        auto r = co_await k_.client.update(res, ns, copy_name, *body);
+        if (r) continue;
+        if (!k8s::is_not_found(r.error()))
+          co_return error("updating {} {}.{} failed: {}", what, copy_name, ns, api_text(r.error()));
+      }
+      auto r = co_await k_.client.create(res, ns, *body);
+      if (r) continue;
+      if (k8s::is_already_exists(r.error())) {
+        auto u = co_await k_.client.update(res, ns, copy_name, *body);
+        if (u) continue;
+        co_return error("updating {} {}.{} failed: {}", what, copy_name, ns, api_text(u.error()));
+      }
+      co_return error("creating {} {}.{} failed: {}", what, copy_name, ns, api_text(r.error()));
+    }
+    co_return action_result();
+  }
+
+  core::text_result<std::string> make_primary(const core::canary& c, const target_view& v) {
+    if (kind_ == workload_kind::daemonset) return core::make_primary_daemonset(c, v.target->json(), v.opts, new_flagger_id());
+    return core::make_primary_statefulset(c, v.target->json(), v.opts, new_flagger_id());
+  }
+
+  asio::awaitable<action_result> initialize_primary(const core::canary& c) {
+    const std::string& ns = c.metadata.namespace_;
+    auto v = read_target(c);
+    if (!v) co_return error_text(v.error());
+    if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
+    if (kind_ == workload_kind::statefulset) {
+      if (auto r = co_await reconcile_governing_service(c, v->target->json()); !r) co_return r;
+    }
+    if (cache().get(ns, c.primary_workload_name())) co_return action_result();
+    auto body = make_primary(c, *v);
+    if (!body) co_return error_text(body.error());
+    auto r = co_await k_.client.create(resource(), ns, *body);
+    if (!r && !k8s::is_already_exists(r.error()))
+      co_return error("creating {} {}.{} failed: {}", kind_word(kind_), c.primary_workload_name(), ns, api_text(r.error()));
+    co_return action_result();
+  }
+
+  // StatefulSets: the primary's own headless governing Service, `<serviceName>-primary`, a copy
+  // of the target's with the selector pointing at the primary's pods (core/primary.hpp).
+  asio::awaitable<action_result> reconcile_governing_service(const core::canary& c, std::string_view target_json) {
+    const std::string& ns = c.metadata.namespace_;
+    const std::string service_name = core::statefulset_service_name(target_json);
+    if (service_name.empty()) co_return action_result();
+    const auto governing = k_.services.get(ns, service_name);
+    if (!governing) co_return action_result();  // the target's own pods have no DNS either: not ours to fix
+    const std::string copy_name = service_name + "-primary";
+    const auto existing = k_.services.get(ns, copy_name);
+    auto body = core::make_primary_governing_service(c, governing->json(), target_json, opts_.selector_labels,
+                                                     existing ? existing->json() : std::string_view());
+    if (!body) co_return error_text(body.error());
+    if (!*body) co_return action_result();  // up to date
+    if (existing) {
+      auto r = co_await k_.client.update(resources::services, ns, copy_name, **body);
+      if (!r) co_return error("updating service {}.{} failed: {}", copy_name, ns, api_text(r.error()));
+      co_return action_result();
+    }
+    auto r = co_await k_.client.create(resources::services, ns, **body);
+    if (!r && !k8s::is_already_exists(r.error()))
+      co_return error("creating service {}.{} failed: {}", copy_name, ns, api_text(r.error()));
+    co_return action_result();
+  }
+
+  asio::awaitable<action_result> promote(const core::canary& c) {
+    const std::string& ns = c.metadata.namespace_;
+    const std::string primary_name = c.primary_workload_name();
+    auto v = read_target(c);
+    if (!v) co_return error_text(v.error());
+    if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
+    const auto cached = cache().get(ns, primary_name);
+    if (!cached) co_return error_text(core::missing_workload_error(kind_, primary_name, ns));
+    std::string current(cached->json());
+    for (int attempt = 0;; ++attempt) {
+      auto body = kind_ == workload_kind::daemonset
+                      ? core::promote_primary_daemonset(c, v->target->json(), current, v->opts, new_flagger_id())
+                      : core::promote_primary_statefulset(c, v->target->json(), current, v->opts, new_flagger_id());
+      if (!body) co_return error_text(body.error());
+      auto r = co_await k_.client.update(resource(), ns, primary_name, *body);
+      if (r) co_return action_result();
+      if (!k8s::is_conflict(r.error()) || attempt >= conflict_retries)
+        co_return error("updating {} {}.{} template spec failed: {}", kind_word(kind_), primary_name, ns, api_text(r.error()));
+      auto fresh = co_await k_.client.get(resource(), ns, primary_name);
+      if (!fresh)
+        co_return error("updating {} {}.{} template spec failed: {}", kind_word(kind_), primary_name, ns, api_text(fresh.error()));
+      current = std::string(fresh->json());
+    }
+  }
+
+  // A JSON merge patch of the target; `what` formats "<name>, <ns>, <error>".
+  asio::awaitable<action_result> patch_target(const core::canary& c, const std::string& patch, std::string what) {
+    const std::string& ns = c.metadata.namespace_;
+    const std::string& name = c.spec.target_ref.name;
+    auto r = co_await k_.client.patch(resource(), ns, name, k8s::patch_type::merge, patch);
+    if (!r) co_return error_text(fmt::format(fmt::runtime(what), name, ns, api_text(r.error())));
+    co_return action_result();
+  }
+
+  asio::awaitable<action_result> scale_to_zero(const core::canary& c) {
+    const auto target = cache().get(c.metadata.namespace_, c.spec.target_ref.name);
+    if (!target) co_return error_text(core::missing_workload_error(kind_, c.spec.target_ref.name, c.metadata.namespace_));
+    if (kind_ == workload_kind::daemonset) {
+      // Flagger's ScaleToZero: the nodeSelector flagger.app/scale-to-zero: "true" matches no node.
+      if (core::daemonset_scaled_to_zero(target->json())) co_return action_result();
+      co_return co_await patch_target(
+          c, fmt::format(R"({{"spec":{{"template":{{"spec":{{"nodeSelector":{{"{}":"true"}}}}}}}}}})", core::daemonset_scale_to_zero_key),
+          "updating daemonset {}.{} failed: {}");
+    }
+    if (core::deployment_replicas(target->json()) == 0) co_return action_result();
+    co_return co_await patch_target(c, R"({"spec":{"replicas":0}})", "scaling down {}.{} failed: {}");
+  }
+
+  asio::awaitable<action_result> scale_from_zero(const core::canary& c) {
+    const std::string& ns = c.metadata.namespace_;
+    const auto target = cache().get(ns, c.spec.target_ref.name);
+    if (!target) co_return error_text(core::missing_workload_error(kind_, c.spec.target_ref.name, ns));
+    if (kind_ == workload_kind::daemonset) {
+      if (!core::daemonset_scaled_to_zero(target->json())) co_return action_result();
+      co_return co_await patch_target(
+          c, fmt::format(R"({{"spec":{{"template":{{"spec":{{"nodeSelector":{{"{}":null}}}}}}}}}})", core::daemonset_scale_to_zero_key),
+          "scaling up daemonset {}.{} failed: {}");
+    }
+    const long long replicas = scale_from_zero_count(c, target->json());
+    if (core::deployment_replicas(target->json()) == replicas) co_return action_result();
+    co_return co_await patch_target(c, fmt::format(R"({{"spec":{{"replicas":{}}}}})", replicas),
+                                    fmt::format("scaling up {{}}.{{}} to {} failed: {{}}", replicas));
+  }
+
+  long long scale_from_zero_count(const core::canary& c, std::string_view target_json) const {
+    const auto primary = cache().get(c.metadata.namespace_, c.primary_workload_name());
+    k8s::object_ptr hpa;
+    if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind == "HorizontalPodAutoscaler")
+      hpa = k_.hpas.get(c.metadata.namespace_, c.spec.autoscaler_ref->name);
+    return core::scale_from_zero_replicas(target_json, primary ? primary->json() : std::string_view(),
+                                          c.spec.autoscaler_ref.has_value(), hpa ? hpa->json() : std::string_view());
+  }
+
+  // Finalize: a DaemonSet loses its scale-to-zero nodeSelector (Flagger's Finalize); a
+  // StatefulSet gets the primary's replicas, as a Deployment does.
+  asio::awaitable<action_result> finalize(const core::canary& c) {
+    if (kind_ == workload_kind::daemonset) co_return co_await scale_from_zero(c);
+    const std::string& ns = c.metadata.namespace_;
+    const auto target = cache().get(ns, c.spec.target_ref.name);
+    if (!target) co_return error_text(core::missing_workload_error(kind_, c.spec.target_ref.name, ns));
+    const auto primary = cache().get(ns, c.primary_workload_name());
+    const long long replicas = primary ? core::deployment_replicas(primary->json()).value_or(1)
+                                       : scale_from_zero_count(c, target->json());
+    if (core::deployment_replicas(target->json()) == replicas) co_return action_result();
+    co_return co_await patch_target(c, fmt::format(R"({{"spec":{{"replicas":{}}}}})", replicas),
+                                    fmt::format("scaling up {{}}.{{}} to {} failed: {{}}", replicas));
+  }
+
+  workload_kind kind_;
+  cluster& k_;
+  const options& opts_;
+  std::mt19937_64 random_;
+  mutable std::map<std::string, facts, std::less<>> facts_;             // target key -> facts
+  mutable std::map<std::string, parsed_status, std::less<>> statuses_;  // workload key -> parsed status
+};
+
+}  // namespace
+
+std::unique_ptr<target_controller> make_daemonset_controller(cluster& k, const options& opts) {
+  return std::make_unique<workload_controller>(workload_kind::daemonset, k, opts);
+}
+
+std::unique_ptr<target_controller> make_statefulset_controller(cluster& k, const options& opts) {
+  return std::make_unique<workload_controller>(workload_kind::statefulset, k, opts);
+}
+
+}  // namespace canaryd
