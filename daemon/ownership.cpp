@@ -180,18 +180,24 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
                        "Service drives it)",
                        apex, ns, split_name(other));
   }
-  if (ref.kind != "Deployment") return {};  // other kinds are refused as unsupported elsewhere
+  // The workload kinds canaryd drives; other kinds are refused as unsupported elsewhere.
+  k8s::cache* workloads = ref.kind == "Deployment"    ? &k_.deployments
+                          : ref.kind == "DaemonSet"   ? &k_.daemonsets
+                          : ref.kind == "StatefulSet" ? &k_.statefulsets
+                          : ref.kind == "Service"     ? &k_.services
+                                                      : nullptr;
+  if (workloads == nullptr) return {};
   // 2. The target is not another Canary's object.
-  if (auto target = k_.deployments.get(ns, ref.name)) {
-    const controller& ctl = controller_of("Deployment", *target);
+  if (auto target = workloads->get(ns, ref.name)) {
+    const controller& ctl = controller_of(ref.kind.c_str(), *target);
     if (ctl.kind == "Canary") {
-      return fmt::format("refused: target Deployment {}.{} is controlled by Canary {}; a Canary's target must not "
+      return fmt::format("refused: target {} {}.{} is controlled by Canary {}; a Canary's target must not "
                          "be an object canaryd manages for another Canary",
-                         ref.name, ns, ctl.name);
+                         ref.kind, ref.name, ns, ctl.name);
     }
   }
   // 3. What canaryd creates for this Canary is this Canary's (or nobody's).
-  if (auto why = foreign(c, "Deployment", k_.deployments.get(ns, c.primary_workload_name()), true); !why.empty())
+  if (auto why = foreign(c, ref.kind.c_str(), workloads->get(ns, c.primary_workload_name()), true); !why.empty())
     return why;
   if (auto why = foreign(c, "Service", k_.services.get(ns, c.primary_service_name()), true); !why.empty()) return why;
   if (auto why = foreign(c, "Service", k_.services.get(ns, c.canary_service_name()), true); !why.empty()) return why;
