@@ -145,7 +145,7 @@ void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, leg_
       st.istio_destination[i] = &istio_[k];
       k.reporter = "source";
       st.istio_source[i] = &istio_[k];
-      st.http[i] = &http_[http_key{leg.namespace_, leg.pod, f.path, code}];
+      st.http[i] = &http_[http_key{leg.namespace_, leg.pod, leg.path.empty() ? f.path : leg.path, code}];
     }
     st.istio_destination[i]->observe(b.latency_ms, part, 1.0);
     st.istio_source[i]->observe(b.latency_ms, part, 1.0);

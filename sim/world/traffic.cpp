@@ -16,10 +16,14 @@ constexpr std::string_view istio_group = "networking.istio.io";
 // Served versions of the Istio kinds, newest first; one object listed under several versions
 // is counted once (by uid) by the planner.
 constexpr std::array<std::string_view, 3> istio_versions = {"v1", "v1beta1", "v1alpha3"};
+constexpr std::string_view gateway_group = "gateway.networking.k8s.io";
+constexpr std::array<std::string_view, 2> gateway_versions = {"v1", "v1beta1"};
 
 bool routing_relevant(const resource_info& r) {
   if (r.group == istio_group) return r.resource == "virtualservices" || r.resource == "destinationrules";
-  if (r.group.empty()) return r.resource == "services" || r.resource == "pods";
+  if (r.group == gateway_group)
+    return r.resource == "gateways" || r.resource == "httproutes" || r.resource == "referencegrants";
+  if (r.group.empty()) return r.resource == "services" || r.resource == "pods" || r.resource == "namespaces";
   if (r.group == "apps")
     return r.resource == "deployments" || r.resource == "replicasets" || r.resource == "statefulsets" ||
            r.resource == "daemonsets";
@@ -63,18 +67,20 @@ void traffic_world::on_change(const change& c) {
     if (n > 0) --n;
   }
   if (routing_relevant(*c.resource)) dirty_ = true;
-  if (c.resource->group.empty() && c.resource->resource == "services" && c.object) {
+  const bool entry = (c.resource->group.empty() && c.resource->resource == "services") ||
+                     (c.resource->group == gateway_group && c.resource->resource == "gateways");
+  if (entry && c.object) {
     const auto* meta = c.object->if_contains("metadata");
     const auto* m = meta ? meta->if_object() : nullptr;
-    std::string key;
+    std::string key = c.resource->resource + ":";
     if (m) {
       const auto* ns = m->if_contains("namespace");
       const auto* name = m->if_contains("name");
-      if (ns && ns->is_string()) key = std::string(ns->get_string());
+      if (ns && ns->is_string()) key += std::string(ns->get_string());
       key += '/';
       if (name && name->is_string()) key += std::string(name->get_string());
     }
-    // A Service asks for traffic with kubesim.dev/rps above 0 (or unreadable: the plan reports it).
+    // A Service or Gateway asks for traffic with kubesim.dev/rps above 0 (or unreadable: the plan reports it).
     const auto* ann = m ? m->if_contains("annotations") : nullptr;
     const auto* rps = ann && ann->is_object() ? ann->get_object().if_contains(annotations::rps) : nullptr;
     bool asks = rps != nullptr;
@@ -104,6 +110,12 @@ void traffic_world::rebuild() {
     list_into(store_, istio_group, v, "virtualservices", objs.virtual_services);
     list_into(store_, istio_group, v, "destinationrules", objs.destination_rules);
   }
+  for (auto v : gateway_versions) {
+    list_into(store_, gateway_group, v, "gateways", objs.gateways);
+    list_into(store_, gateway_group, v, "httproutes", objs.http_routes);
+    list_into(store_, gateway_group, v, "referencegrants", objs.reference_grants);
+  }
+  list_into(store_, "", "v1", "namespaces", objs.namespaces);
   plan_ = plan_traffic(objs);
   counters_.retain(plan_);
   ++rebuilds_;

@@ -1,7 +1,8 @@
 #pragma once
 // kubesim's traffic world: the store-bound half of the traffic and metrics emulator. It watches
 // the store for changes of the objects that decide routing (Services, Pods, workloads, Istio
-// VirtualServices and DestinationRules, CRDs), rebuilds the traffic plan (traffic_model.hpp)
+// VirtualServices and DestinationRules, Gateway API Gateways, HTTPRoutes and ReferenceGrants,
+// Namespaces, CRDs), rebuilds the traffic plan (traffic_model.hpp)
 // when one changed, and advances the request counters (metrics.hpp) by the time it is told.
 // It renders /metrics: the emulated mesh and app families plus kubesim's own (kubesim_*).
 //
@@ -56,7 +57,7 @@ class traffic_world : public std::enable_shared_from_this<traffic_world> {
   double simulated_seconds_ = 0;
   std::map<std::string, std::int64_t> objects_by_resource_;  // "group/resource" -> count
   std::set<std::string> logged_problems_;
-  std::set<std::string> rps_services_;  // "ns/name" of Services annotated kubesim.dev/rps
+  std::set<std::string> rps_services_;  // "services:ns/name" / "gateways:ns/name" annotated kubesim.dev/rps
 };
 
 }  // namespace kubesim::world

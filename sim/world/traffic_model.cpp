@@ -11,6 +11,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "sim/world/gateway_api.hpp"
+
 namespace kubesim::world {
 
 namespace json = boost::json;
@@ -237,6 +239,7 @@ class planner {
     std::sort(order.begin(), order.end(),
               [](const service_info* a, const service_info* b) { return std::tie(a->ns, a->name) < std::tie(b->ns, b->name); });
     for (const auto* s : order) plan_service(*s);
+    for (const auto* g : gw_->gateways()) plan_gateway(*g);
     return std::move(plan_);
   }
 
@@ -428,6 +431,12 @@ class planner {
         }
       }
     }
+    gw_.emplace(objs_);
+    for (const auto& p : gw_->problems()) problem(p);
+    for (const auto& b : gw_->backends()) {
+      auto slash = b.find('/');
+      backends_.insert(b.substr(slash + 1) + "." + b.substr(0, slash) + ".svc.cluster.local");
+    }
   }
 
   // Indexes hosts once per plan: exact hosts by name (the oldest VirtualService first, as
@@ -493,13 +502,16 @@ class planner {
     return &c->second;
   }
 
-  static std::string flow_key(const traffic_flow& f) { return f.namespace_ + "/" + f.service + "/" + f.request_class; }
+  static std::string flow_key(const traffic_flow& f) {
+    auto k = f.namespace_ + "/" + f.service + "/" + f.request_class;
+    return f.entry == "Service" ? k : f.entry + ":" + k;
+  }
 
   void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
-              const std::vector<const pod_info*>& pods) {
+              const std::vector<const pod_info*>& pods, const std::string& path = {}) {
     if (rps <= 0 || pods.empty()) return;
     double each = rps / static_cast<double>(pods.size());
-    auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|";
+    auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|" + (path.empty() ? "" : path + "|");
     for (const auto* p : pods) {
       traffic_leg l;
       l.rps = each;
@@ -512,6 +524,14 @@ class planner {
       l.workload_key = key(p->ns, p->workload);
       if (auto b = plan_.workloads.find(l.workload_key); b != plan_.workloads.end()) l.behaviour = b->second;
       l.key = prefix + key(p->ns, p->name) + (mirrored ? "|mirror" : "");
+      l.path = path;
+      // One pod may get several shares of one flow (two rules' backends, a weight and a mirror
+      // of the same Service): they add up on one leg.
+      auto same = std::find_if(f.legs.begin(), f.legs.end(), [&](const traffic_leg& o) { return o.key == l.key; });
+      if (same != f.legs.end()) {
+        same->rps += l.rps;
+        continue;
+      }
       f.legs.push_back(std::move(l));
     }
   }
@@ -652,10 +672,71 @@ class planner {
     add_unrouted(f, f.rps, 404);  // no route matched: Envoy's NR
   }
 
+  // Resolves a provider's decision for `rps` requests of flow `f` to pods.
+  void apply_decision(traffic_flow& f, const routing_decision& d, double rps) {
+    f.router = d.router;
+    for (const auto& p : d.problems) problem(d.router.empty() ? p : d.router + ": " + p);
+    for (const auto& a : d.answered) add_unrouted(f, rps * a.share, a.code);
+    for (const auto& b : d.backends) {
+      double share = rps * b.share;
+      if (share <= 0) continue;
+      auto it = services_.find(b.service + "." + b.service_namespace + ".svc.cluster.local");
+      if (it == services_.end()) {
+        if (!b.mirrored) {
+          problem(d.router + ": backend Service " + key(b.service_namespace, b.service) + " does not exist");
+          add_unrouted(f, share, b.no_service_code);
+        }
+        continue;
+      }
+      const auto& svc = it->second;
+      std::vector<const pod_info*> narrowed;
+      const auto* pods = &svc.ready;
+      if (b.subset && !b.subset->empty()) {
+        for (const auto* p : svc.ready)
+          if (selects(*b.subset, p->labels)) narrowed.push_back(p);
+        pods = &narrowed;
+      }
+      if (pods->empty()) {
+        if (!b.mirrored) add_unrouted(f, share, b.no_endpoints_code);
+        continue;
+      }
+      spread(f, share, b.mirrored, svc, *pods, b.path);
+    }
+  }
+
+  // Requests sent through a Gateway (gateway_api.hpp), configured by its annotations.
+  void plan_gateway(const json::object& g) {
+    auto ns = std::string(namespace_of(g));
+    auto name = std::string(name_of(g));
+    std::vector<std::string> probs;
+    double rps = service_rps(g, objs_.default_rps, probs);
+    auto classes = request_classes(g, probs);
+    for (auto& p : probs) problem("Gateway " + key(ns, name) + ": " + p);
+    if (rps <= 0) return;
+    std::string source(annotation(g, annotations::source_workload).value_or("unknown"));
+    if (source.empty()) source = "unknown";
+    auto host = gw_->client_host(g);
+    for (auto& c : classes) {
+      traffic_flow f;
+      f.namespace_ = ns;
+      f.service = name;
+      f.entry = "Gateway";
+      f.request_class = c.name;
+      f.source_workload = source;
+      f.path = c.request.path;
+      f.rps = rps * c.share;
+      if (f.rps <= 0) continue;
+      c.request.authority = host;
+      apply_decision(f, gw_->through_gateway(g, c.request), f.rps);
+      plan_.flows.push_back(std::move(f));
+    }
+  }
+
   void plan_service(const service_info& s) {
     if (!s.selector) return;
     const vs_info* v = virtual_service_for(s.fqdn);
-    if (!v && s.ready.empty()) return;
+    bool gamma = !v && gw_->routes_service(s.ns, s.name);
+    if (!v && !gamma && s.ready.empty()) return;
     std::vector<std::string> probs;
     double fallback = backends_.contains(s.fqdn) ? 0.0 : objs_.default_rps;
     double rps = service_rps(*s.obj, fallback, probs);
@@ -677,6 +758,9 @@ class planner {
       c.request.port = s.port;
       if (v) {
         route_by_virtual_service(f, *v, c.request);
+        f.router = "VirtualService " + f.virtual_service;
+      } else if (gamma) {
+        apply_decision(f, *gw_->for_service(s.ns, s.name, c.request), f.rps);
       } else {
         spread(f, f.rps, false, s, s.ready);
       }
@@ -697,6 +781,7 @@ class planner {
   std::unordered_map<std::string, std::vector<const dr_info*>> dr_by_host_;
   std::set<std::string> backends_;
   std::unordered_map<std::string, std::vector<const pod_info*>> subset_pods_;
+  std::optional<gateway_api::router> gw_;
 };
 
 }  // namespace

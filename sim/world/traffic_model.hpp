@@ -16,6 +16,10 @@
 //    destinations share the requests by weight; mirror/mirrorPercentage (and mirrors[]) send
 //    copies that the mirror's workload also reports. A destination's subset narrows the pods
 //    by a DestinationRule subset's labels when one is defined, and is ignored otherwise.
+//  - Gateway API: HTTPRoutes (gateway_api.hpp) route the requests sent through a Gateway (its
+//    clients are configured by the same annotations as a Service's, plus kubesim.dev/hostname)
+//    and those sent to a Service that is an HTTPRoute's parent (GAMMA). The reader returns a
+//    provider-neutral routing_decision (routing.hpp) that the planner resolves to pods.
 //
 // The annotations read (documented in docs/kubesim.md) are named in `annotations` below.
 #include <boost/json/object.hpp>
@@ -65,6 +69,11 @@ struct cluster_objects {
   std::vector<object_ptr> daemon_sets;
   std::vector<object_ptr> virtual_services;   // any served version; duplicates (same uid) ignored
   std::vector<object_ptr> destination_rules;
+  // Gateway API (gateway.networking.k8s.io v1 and v1beta1; duplicates by uid ignored).
+  std::vector<object_ptr> gateways;
+  std::vector<object_ptr> http_routes;
+  std::vector<object_ptr> reference_grants;
+  std::vector<object_ptr> namespaces;  // for Gateway listeners' allowedRoutes selectors
   // Rate of a Service without the rps annotation (kubesim --default-rps; 0: only annotated
   // Services send requests, which keeps /metrics small for clusters of thousands of Services).
   double default_rps = world::default_rps;
@@ -100,6 +109,7 @@ struct traffic_leg {
   std::string workload_key; // "<namespace>/<workload>"
   workload_behaviour behaviour;
   std::string key;          // unique within the plan and stable across plans: the counters' state
+  std::string path;         // the path the pod sees when a route rewrote it (the app's `path` label); empty: the flow's
 };
 
 // Requests that reach no pod: the source proxy answers them (404 no route, 503 no healthy
@@ -110,15 +120,17 @@ struct unrouted_share {
   std::string key;  // as traffic_leg::key
 };
 
-// One class of request sent to one Service.
+// One class of request sent to one Service, or through one Gateway (entry "Gateway").
 struct traffic_flow {
   std::string namespace_;
-  std::string service;
+  std::string service;           // the Service (or Gateway) the clients address
+  std::string entry = "Service"; // "Service" or "Gateway"
   std::string request_class;     // "plain", "header", "cookie" or "marked" (header and cookie)
   std::string source_workload;   // "unknown" unless annotated
   std::string path = "/";        // the request path (the app's `path` label)
   double rps = 0;
   std::string virtual_service;   // "<ns>/<name>" that routed it, empty for the Service selector
+  std::string router;            // the routing object that decided: "HTTPRoute <ns>/<name>", "VirtualService <ns>/<name>"
   std::vector<traffic_leg> legs;
   std::vector<unrouted_share> unrouted;
 };
