@@ -6,9 +6,14 @@
 
 #include <boost/json.hpp>
 
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <sstream>
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
+#include "tests/support/prometheus.hpp"
 
 namespace json = boost::json;
 using namespace canaryd::test;
@@ -16,7 +21,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* const gateway = R"(apiVersion: gateway.networking.k8s.io/v1
+// The Gateway the Canary's gatewayRefs name. kubesim's simulated clients enter through it
+// (kubesim.dev/rps) with the Canary's host; `annotations` adds more (A/B marks).
+std::string gateway(const std::string& annotations = "") {
+  return R"(apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata:
   name: kubesim
@@ -28,7 +36,10 @@ kind: Gateway
 metadata:
   name: gateway
   namespace: demo
-spec:
+  annotations:
+    kubesim.dev/rps: "20"
+    kubesim.dev/hostname: www.example.com
+)" + annotations + R"(spec:
   gatewayClassName: kubesim
   listeners:
   - name: http
@@ -38,6 +49,7 @@ spec:
       namespaces:
         from: Same
 )";
+}
 
 // Flagger's Gateway API e2e Canary (test/gatewayapi) in namespace demo, analysed every second.
 std::string gateway_canary(const std::string& provider, const std::string& analysis,
@@ -106,15 +118,77 @@ json::value http_route(const kubesim_instance& sim, const std::string& version =
 
 weights route_weights(const kubesim_instance& sim) { return weights_of(http_route(sim)); }
 
-bool follow_weights(const kubesim_instance& sim, const std::string& phase, std::chrono::milliseconds limit,
-                    std::vector<int>& seen) {
-  return eventually(
+// Every version of the HTTPRoute, as a kubectl watch delivers them (polling can miss a 1 s
+// step on a loaded machine): one line per event, "<backendRef names>|<their weights>|<the
+// RequestMirror filters' backends>", each list flattened over the rules in order. (kubectl's
+// jsonpath printer prints nested `range`s for the first object of a watch only.)
+class route_watch {
+ public:
+  explicit route_watch(const kubesim_instance& sim)
+      : proc_(std::make_unique<child>(
+            std::vector<std::string>{"kubectl", "--kubeconfig", sim.kubeconfig().string(), "-n", "demo", "get",
+                                     "httproutes.v1.gateway.networking.k8s.io", "podinfo", "--watch", "-o",
+                                     "jsonpath={.spec.rules[*].backendRefs[*].name}|{.spec.rules[*].backendRefs[*].weight}|"
+                                     "{.spec.rules[*].filters[*].requestMirror.backendRef.name}{\"\\n\"}"},
+            std::map<std::string, std::string>{{"HOME", (sim.dir() / "home").string()},
+                                               {"KUBECONFIG", sim.kubeconfig().string()}})) {}
+
+  // The states delivered since the last call, in order: the weighted rule's weights (the last
+  // rule with the canary backendRef) and whether a rule mirrors to the canary.
+  std::vector<weights> poll() {
+    proc_->wait_for_line("\x01", 100ms);  // reads what has arrived
+    std::vector<weights> out;
+    const auto& lines = proc_->lines();
+    for (; used_ < lines.size(); ++used_) {
+      const std::string& line = lines[used_];
+      const auto bar1 = line.find('|');
+      const auto bar2 = bar1 == std::string::npos ? std::string::npos : line.find('|', bar1 + 1);
+      if (bar2 == std::string::npos) continue;
+      auto split = [](const std::string& text) {
+        std::istringstream in(text);
+        std::vector<std::string> v;
+        for (std::string tok; in >> tok;) v.push_back(tok);
+        return v;
+      };
+      const auto names = split(line.substr(0, bar1));
+      const auto values = split(line.substr(bar1 + 1, bar2 - bar1 - 1));
+      const auto mirrors = split(line.substr(bar2 + 1));
+      weights w;
+      int last_primary = -1;
+      for (std::size_t i = 0; i < names.size() && i < values.size(); ++i) {
+        const int v = std::atoi(values[i].c_str());
+        if (names[i] == "podinfo-primary") last_primary = v;
+        if (names[i] == "podinfo-canary") {
+          w.primary = last_primary;
+          w.canary = v;
+        }
+      }
+      for (const auto& m : mirrors) w.mirrored = w.mirrored || m == "podinfo-canary";
+      if (w.canary >= 0) out.push_back(w);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<child> proc_;
+  std::size_t used_ = 0;
+};
+
+// Follows the canary weight through the watch until the canary reaches `phase`.
+bool follow_weights(const kubesim_instance& sim, route_watch& watch, const std::string& phase,
+                    std::chrono::milliseconds limit, std::vector<int>& seen) {
+  auto take = [&] {
+    for (const auto& w : watch.poll())
+      if (seen.empty() || seen.back() != w.canary) seen.push_back(w.canary);
+  };
+  bool done = eventually(
       [&] {
-        weights w = route_weights(sim);
-        if (w.canary >= 0 && (seen.empty() || seen.back() != w.canary)) seen.push_back(w.canary);
+        take();
         return phase_of(sim, "podinfo") == phase;
       },
       limit);
+  take();
+  return done;
 }
 
 std::string join(const std::vector<int>& v) {
@@ -124,18 +198,27 @@ std::string join(const std::vector<int>& v) {
 }
 
 // kubesim with the published Gateway API CRDs, a Gateway, podinfo, and canaryd.
+// kubesim runs with --default-rps 0: only the Gateway's clients send requests (the apex
+// Service's own clients would reach the primary through kube-proxy).
 struct gateway_cluster {
   kubesim_instance sim;
   daemon_run d;
   bool ready = false;
-  explicit gateway_cluster(kubesim_options ko = {}) : sim(std::move(ko)) {
+  explicit gateway_cluster(bool prometheus = false, const std::string& gateway_annotations = "")
+      : sim(options(prometheus)) {
     setup_cluster(sim);
     if (!install_published_crds(sim, "gatewayapi")) return;
-    sim.kubectl_ok({"apply", "-f", "-"}, gateway);
+    sim.kubectl_ok({"apply", "-f", "-"}, gateway(gateway_annotations));
     std::vector<std::string> args{"-mesh-provider", "gatewayapi:v1"};
     if (!sim.prometheus_url().empty()) args.insert(args.end(), {"-metrics-server", sim.prometheus_url()});
     d = start_canaryd(sim, args);
     ready = true;
+  }
+  static kubesim_options options(bool prometheus) {
+    kubesim_options ko;
+    ko.prometheus = prometheus;
+    ko.extra_args = {"--default-rps", "0"};
+    return ko;
   }
 };
 
@@ -160,9 +243,10 @@ TEST_CASE("Gateway API: the HTTPRoute's weights follow stepWeight to maxWeight, 
     CHECK(route_weights(sim) == weights{100, 0, false});
     const auto rv = str_at(http_route(sim), {"metadata", "resourceVersion"});
 
+    route_watch watch(sim);
     release(sim, "6.0.1");
     std::vector<int> seen;
-    bool done = follow_weights(sim, "Succeeded", 60s, seen);
+    bool done = follow_weights(sim, watch, "Succeeded", 60s, seen);
     auto evs = canary_events(sim, "podinfo");
     REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
     const std::vector<int> expected{0, 10, 20, 30, 40, 50, 0};
@@ -176,9 +260,11 @@ TEST_CASE("Gateway API: the HTTPRoute's weights follow stepWeight to maxWeight, 
     sim.kubectl_ok({"-n", "demo", "patch", "canary", "podinfo", "--type", "merge", "-p",
                     R"({"spec":{"analysis":{"stepWeight":null,"stepWeights":[5,25,60]}}})"});
     REQUIRE(wait_phase(sim, "podinfo", "Succeeded", 10s));
+    watch.poll();  // the end of the previous run
     release(sim, "6.0.2");
     seen.clear();
-    done = follow_weights(sim, "Succeeded", 60s, seen);
+    done = follow_weights(sim, watch, "Succeeded", 60s, seen);
+    // An event of the previous run's end may arrive after the drain above.
     if (!seen.empty() && seen.front() == 0) seen.erase(seen.begin());
     REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
     const std::vector<int> ladder{5, 25, 60, 0};
@@ -192,12 +278,17 @@ TEST_CASE("Gateway API: the HTTPRoute's weights follow stepWeight to maxWeight, 
   }
 }
 
-TEST_CASE("Gateway API A/B: the header and cookie matches go to the canary during the iterations, the rest to the primary") {
-  gateway_cluster cluster;
+TEST_CASE("Gateway API A/B: only the header- and cookie-marked requests reach the canary during the iterations") {
+  // kubesim: a quarter of the Gateway's requests carry the header, another quarter the cookie.
+  gateway_cluster cluster(true,
+                          "    kubesim.dev/header: \"x-canary: insider\"\n"
+                          "    kubesim.dev/header-share: \"0.25\"\n"
+                          "    kubesim.dev/cookie: \"canary=always\"\n"
+                          "    kubesim.dev/cookie-share: \"0.25\"\n");
   if (!cluster.ready) return;
   auto& sim = cluster.sim;
   init_podinfo(sim, gateway_canary("gatewayapi:v1",
-                                   "    iterations: 8\n"
+                                   "    iterations: 15\n"
                                    "    match:\n"
                                    "    - headers:\n"
                                    "        x-canary:\n"
@@ -217,11 +308,24 @@ TEST_CASE("Gateway API A/B: the header and cookie matches go to the canary durin
   REQUIRE(rules[1].at("backendRefs").as_array().size() == 1);
   CHECK(str_at(rules[1].at("backendRefs").as_array()[0], {"name"}) == "podinfo-primary");
 
-  std::vector<int> seen;
-  bool done = follow_weights(sim, "Succeeded", 60s, seen);
-  REQUIRE_MESSAGE(done, "weights seen: " << join(seen) << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
+  // Seven seconds into the iterations, the canary serves the marked half of the Gateway's
+  // requests (the HTTP observer's family, by pod).
+  std::this_thread::sleep_for(7s);
+  REQUIRE(phase_of(sim, "podinfo") == "Progressing");
+  auto rates = prom_query(sim.prometheus_url(),
+                          "sum by (kubernetes_pod_name) (rate(http_request_duration_seconds_count{"
+                          "kubernetes_namespace=\"demo\"}[5s]))",
+                          "kubernetes_pod_name");
+  double canary = 0, primary = 0;
+  for (const auto& [pod, rate] : rates) (pod.rfind("podinfo-primary-", 0) == 0 ? primary : canary) += rate;
+  MESSAGE("rate during A/B: canary " << canary << "/s, primary " << primary << "/s");
+  REQUIRE(canary + primary > 0);
+  CHECK(canary / (canary + primary) > 0.35);
+  CHECK(canary / (canary + primary) < 0.65);
+
+  REQUIRE(wait_phase(sim, "podinfo", "Succeeded", 60s));
   CHECK(route_weights(sim) == weights{100, 0, false});
-  CHECK(has_event(canary_events(sim, "podinfo"), "Normal", "Advance podinfo.demo canary iteration 8/8"));
+  CHECK(has_event(canary_events(sim, "podinfo"), "Normal", "Advance podinfo.demo canary iteration 15/15"));
 }
 
 TEST_CASE("Gateway API blue/green with mirroring: mirrored, then all traffic to the canary, then promotion") {
@@ -229,18 +333,23 @@ TEST_CASE("Gateway API blue/green with mirroring: mirrored, then all traffic to 
   if (!cluster.ready) return;
   auto& sim = cluster.sim;
   init_podinfo(sim, gateway_canary("gatewayapi:v1beta1", "    iterations: 5\n    mirror: true\n"));
+  route_watch watch(sim);
   release(sim, "6.0.1");
+  // Distinct (primary, canary, mirrored) states of the HTTPRoute, in order.
   std::vector<std::string> states;
+  auto take = [&] {
+    for (const auto& w : watch.poll()) {
+      std::string st = std::to_string(w.primary) + "/" + std::to_string(w.canary) + (w.mirrored ? " mirrored" : "");
+      if (states.empty() || states.back() != st) states.push_back(st);
+    }
+  };
   bool done = eventually(
       [&] {
-        weights w = route_weights(sim);
-        if (w.canary >= 0) {
-          std::string st = std::to_string(w.primary) + "/" + std::to_string(w.canary) + (w.mirrored ? " mirrored" : "");
-          if (states.empty() || states.back() != st) states.push_back(st);
-        }
+        take();
         return phase_of(sim, "podinfo") == "Succeeded";
       },
       60s);
+  take();
   std::string text;
   for (const auto& st : states) text += "[" + st + "] ";
   REQUIRE_MESSAGE(done, "states: " << text << "\nevents:\n" << dump(canary_events(sim, "podinfo")));
@@ -303,6 +412,20 @@ TEST_CASE("Gateway API revertOnDeletion: the apex Service selects the target aga
   gateway_cluster cluster;
   if (!cluster.ready) return;
   auto& sim = cluster.sim;
+  // The user's own apex Service, taken over (one canaryd created would go with the Canary).
+  sim.kubectl_ok({"apply", "-f", "-"}, R"(apiVersion: v1
+kind: Service
+metadata:
+  name: podinfo
+  namespace: demo
+spec:
+  selector:
+    app: podinfo
+  ports:
+  - name: http
+    port: 9898
+    targetPort: http
+)");
   init_podinfo(sim, gateway_canary("gatewayapi:v1", "    maxWeight: 50\n    stepWeight: 10\n", "  revertOnDeletion: true\n"));
   REQUIRE(eventually([&] { return replicas_of(sim, "podinfo") == 0; }, 10s));
   CHECK(str_at(get_json(sim, {"service", "podinfo"}), {"spec", "selector", "app"}) == "podinfo-primary");
@@ -317,4 +440,31 @@ TEST_CASE("Gateway API revertOnDeletion: the apex Service selects the target aga
   // Flagger's Gateway API Finalize restores nothing: the HTTPRoute, owned by the Canary, goes
   // with it (kubesim's garbage collector).
   CHECK(eventually([&] { return http_route(sim).is_null(); }, 10s));
+}
+
+TEST_CASE("Gateway API: a release with errors fails request-success-rate, measured through the HTTP observer, and rolls back") {
+  gateway_cluster cluster(true);
+  if (!cluster.ready) return;
+  auto& sim = cluster.sim;
+  init_podinfo(sim, gateway_canary("gatewayapi:v1",
+                                   "    maxWeight: 50\n    stepWeight: 10\n"
+                                   "    metrics:\n"
+                                   "    - name: request-success-rate\n"
+                                   "      thresholdRange:\n"
+                                   "        min: 99\n"
+                                   "      interval: 30s\n"));
+  route_watch watch(sim);
+  // The new revision's pods answer 30 % of the requests with 500 (kubesim's knob).
+  sim.kubectl_ok({"-n", "demo", "patch", "deployment/podinfo", "--type", "merge", "-p",
+                  R"({"spec":{"template":{"metadata":{"annotations":{"kubesim.dev/error-rate":"0.3"}}}}})"});
+  std::vector<int> seen;
+  bool failed = follow_weights(sim, watch, "Failed", 60s, seen);
+  auto evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement success rate"), dump(evs));
+  CHECK_MESSAGE(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 5"), dump(evs));
+  for (int w : seen) CHECK(w < 50);
+  MESSAGE("weights seen before the rollback: " << join(seen));
+  CHECK(route_weights(sim) == weights{100, 0, false});
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
 }
