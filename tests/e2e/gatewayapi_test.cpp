@@ -224,8 +224,12 @@ struct gateway_cluster {
 
 }  // namespace
 
-TEST_CASE("Gateway API: the HTTPRoute's weights follow stepWeight to maxWeight, then a stepWeights ladder, then promotion") {
-  for (std::string version : {"v1", "v1beta1"}) {
+namespace {
+
+// The HTTPRoute's weights follow stepWeight to maxWeight, then a stepWeights ladder, then
+// promotion, with the provider `gatewayapi:<version>`.
+void weights_scenario(const std::string& version) {
+  {
     CAPTURE(version);
     gateway_cluster cluster;
     if (!cluster.ready) return;
@@ -276,6 +280,16 @@ TEST_CASE("Gateway API: the HTTPRoute's weights follow stepWeight to maxWeight, 
     std::this_thread::sleep_for(3s);
     CHECK(str_at(http_route(sim), {"metadata", "resourceVersion"}) == settled);
   }
+}
+
+}  // namespace
+
+TEST_CASE("gatewayapi:v1: the HTTPRoute's weights follow stepWeight to maxWeight, then a stepWeights ladder, then promotion") {
+  weights_scenario("v1");
+}
+
+TEST_CASE("gatewayapi:v1beta1: the HTTPRoute's weights follow stepWeight to maxWeight, then a stepWeights ladder, then promotion") {
+  weights_scenario("v1beta1");
 }
 
 TEST_CASE("Gateway API A/B: only the header- and cookie-marked requests reach the canary during the iterations") {

@@ -143,6 +143,8 @@ TEST_CASE("Canaries naming a provider without a router are refused and touch not
   CHECK(str_at(get_json(sim, {"service", "podinfo"}), {"metadata", "labels", "owner"}) == "user");
 }
 
+// An unknown string in spec.provider never reaches canaryd: the Canary CRD's enum makes the API
+// server refuse it. It can come through the -mesh-provider default.
 TEST_CASE("an unknown -mesh-provider default is refused, not sent to Istio as Flagger does") {
   kubesim_instance sim;
   setup_podinfo(sim);
