@@ -493,6 +493,7 @@ class gatewayapi_provider final : public route_provider {
     return gatewayapi::http_route_routes_body(c, existing, routes, cookies);
   }
   // Flagger's Finalize is a no-op: the HTTPRoute goes with the Canary (ownerReference).
+  bool finalize_restores() const override { return false; }
   service_result<finalize_write> finalize_body(const canary&, const owned_object&, std::string_view) const override {
     return finalize_write{};
   }

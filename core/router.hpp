@@ -73,6 +73,9 @@ class route_provider {
   // SetRoutes on the routes object; nullopt when it already has exactly these routes.
   virtual write_result routes_body(const canary& c, std::string_view existing, const traffic_routes& routes,
                                    const session_cookies& cookies) const = 0;
+  // Whether finalize (revertOnDeletion) restores anything; false: Flagger's Finalize is a no-op
+  // for this provider, so finalize reads and writes nothing (a missing object is no error).
+  virtual bool finalize_restores() const { return true; }
   // Finalize (revertOnDeletion) of one object.
   virtual service_result<finalize_write> finalize_body(const canary& c, const owned_object& o,
                                                        std::string_view existing) const = 0;

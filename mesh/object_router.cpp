@@ -104,6 +104,7 @@ class object_router final : public mesh_router {
   }
 
   asio::awaitable<action_result> finalize(const core::canary& c) override {
+    if (!rules_->finalize_restores()) co_return action_result{};
     if (!co_await synced()) co_return fail(fmt::format("the {} caches are not synced", rules_->display_name()));
     const std::string& ns = c.metadata.namespace_;
     for (const auto& o : rules_->objects(c)) {

@@ -249,6 +249,7 @@ TEST_CASE("the router design: each provider names its objects, the one with the 
   auto fin = gw->finalize_body(c, objs[0], json::serialize(created(c)));
   REQUIRE(fin.has_value());
   CHECK_FALSE(fin->body);  // Flagger's Finalize is a no-op for Gateway API
+  CHECK_FALSE(gw->finalize_restores());
 
   auto istio = make_route_provider(*parse_provider("istio"));
   REQUIRE(istio);
@@ -259,6 +260,7 @@ TEST_CASE("the router design: each provider names its objects, the one with the 
   CHECK(iobjs[2].name == "podinfo");
   CHECK(iobjs[2].holds_routes);
   CHECK(iobjs[2].kind.kind == "VirtualService");
+  CHECK(istio->finalize_restores());  // the VirtualService from original-configuration
 
   CHECK_FALSE(make_route_provider(*parse_provider("kubernetes")));  // the Services alone
   CHECK_FALSE(make_route_provider(*parse_provider("linkerd")));     // no router yet
