@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/primary.hpp"
+#include "core/router.hpp"
 
 namespace canaryd::core::istio {
 
@@ -94,16 +95,9 @@ json::object http_route(const canary& c, const json::value& match, json::array r
 constexpr std::string_view sticky_route_name = "sticky-route";
 constexpr std::string_view primary_sticky_route_name = "sticky-route-primary";
 
-// "<cookie>; Max-Age=<n>" with the sessionAffinity attributes Flagger appends.
+// "<cookie>; Max-Age=<n>" with the sessionAffinity attributes (shared with Gateway API).
 std::string set_cookie(const session_affinity& a, const std::string& cookie, long max_age) {
-  std::string v = cookie + "; Max-Age=" + std::to_string(max_age);
-  if (!a.domain.empty()) v += "; Domain=" + a.domain;
-  if (a.http_only) v += "; HttpOnly";
-  if (a.partitioned) v += "; Partitioned";
-  if (!a.path.empty()) v += "; Path=" + a.path;
-  if (!a.same_site.empty()) v += "; SameSite=" + a.same_site;
-  if (a.secure) v += "; Secure";
-  return v;
+  return set_cookie_value(a, cookie, max_age);
 }
 
 // Adds `Set-Cookie: value` to a headers object's response.add (an HTTPRoute's or a destination's).
@@ -437,3 +431,66 @@ update_result destination_rule_update_body(const canary& c, std::string_view hos
 }
 
 }  // namespace canaryd::core::istio
+
+namespace canaryd::core {
+
+namespace {
+
+const object_kind virtual_service_kind{"networking.istio.io", "v1beta1", "virtualservices", "VirtualService"};
+const object_kind destination_rule_kind{"networking.istio.io", "v1beta1", "destinationrules", "DestinationRule"};
+
+// The istio provider on the router design (core/router.hpp): the functions above, per object.
+class istio_provider final : public route_provider {
+ public:
+  std::string_view display_name() const override { return "Istio"; }
+  std::vector<object_kind> kinds() const override { return {virtual_service_kind, destination_rule_kind}; }
+
+  // Flagger's order: the canary's DestinationRule, the primary's, then the VirtualService.
+  std::vector<owned_object> objects(const canary& c) const override {
+    return {{destination_rule_kind, c.canary_service_name(), false},
+            {destination_rule_kind, c.primary_service_name(), false},
+            {virtual_service_kind, c.apex_service_name(), true}};
+  }
+
+  service_result<std::string> create_body(const canary& c, const owned_object& o) const override {
+    if (o.kind == destination_rule_kind) {
+      return service_result<std::string>(boost::system::in_place_value, istio::destination_rule_create_body(c, o.name));
+    }
+    return istio::virtual_service_create_body(c);
+  }
+
+  write_result reconcile_body(const canary& c, const owned_object& o, std::string_view existing) const override {
+    if (o.kind == destination_rule_kind) return istio::destination_rule_update_body(c, o.name, existing);
+    return istio::virtual_service_reconcile_body(c, existing);
+  }
+
+  service_result<traffic_routes> read_routes(const canary& c, std::string_view existing) const override {
+    return istio::read_routes(c, existing);
+  }
+
+  write_result routes_body(const canary& c, std::string_view existing, const traffic_routes& routes,
+                           const session_cookies& cookies) const override {
+    return istio::virtual_service_routes_body(c, existing, routes, cookies);
+  }
+
+  // Flagger restores the VirtualService only; the DestinationRules go with the Canary.
+  service_result<finalize_write> finalize_body(const canary& c, const owned_object& o,
+                                               std::string_view existing) const override {
+    finalize_write w;
+    if (o.kind == destination_rule_kind) return w;
+    auto body = istio::virtual_service_finalize_body(c, existing);
+    if (!body) return service_result<finalize_write>(boost::system::in_place_error, body.error());
+    w.body = std::move(*body);
+    if (!w.body) {
+      w.warning = "VirtualService " + c.apex_service_name() + "." + c.metadata.namespace_ +
+                  " original configuration not found, unable to revert";
+    }
+    return w;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<route_provider> make_istio_provider() { return std::make_unique<istio_provider>(); }
+
+}  // namespace canaryd::core

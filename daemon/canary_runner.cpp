@@ -18,6 +18,7 @@
 #include "core/canary.hpp"
 #include "core/message.hpp"
 #include "core/metric_check.hpp"
+#include "core/provider.hpp"
 #include "core/rollout.hpp"
 #include "daemon/alert_sender.hpp"
 #include "daemon/canary_metrics.hpp"
@@ -153,6 +154,11 @@ struct runner_access {
     core::decode_options dopts;
     dopts.no_cross_namespace_refs = r.opts_.no_cross_namespace_refs;
     auto dec = core::decode_canary(obj->json(), dopts);
+    // A provider canaryd has no router for is refused like an invalid field: nothing is created
+    // or scaled (core/provider.hpp).
+    if (std::none_of(dec.errors.begin(), dec.errors.end(), [](const auto& e) { return e.field == "spec.provider"; })) {
+      if (auto pe = core::provider_error(dec.value, r.opts_.mesh_provider)) dec.errors.push_back(std::move(*pe));
+    }
     const core::canary& c = dec.value;
     const core::wall_time now = core::wall_clock::now();
     const auto started = std::chrono::steady_clock::now();
@@ -259,7 +265,7 @@ struct runner_access {
   static mesh_router* router_for(canary_runner& r, const core::canary& c) {
     std::string provider = c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider;
     auto it = r.meshes_.find(provider);
-    if (it == r.meshes_.end()) it = r.meshes_.emplace(provider, make_mesh_router(provider, r.k_, r.opts_)).first;
+    if (it == r.meshes_.end()) it = r.meshes_.emplace(provider, make_mesh_router(provider, *r.routing_)).first;
     return it->second.get();
   }
 
@@ -441,13 +447,15 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
     : ex_(std::move(ex)),
       k_(k),
       opts_(opts),
+      routing_(std::make_unique<router_context>(
+          router_context{k.client, k.deployments, k.daemonsets, k.statefulsets, k.services, opts.namespace_, opts.selector_labels})),
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),
       daemonsets_(make_daemonset_controller(k, opts)),
       statefulsets_(make_statefulset_controller(k, opts)),
       service_targets_(make_service_target_controller(k, opts)),
-      services_(make_service_router(k, opts)),
+      services_(make_service_router(*routing_)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
       flagger_metrics_(std::make_unique<canary_metrics>(registry)),
       owners_(std::make_unique<ownership>(k)),

@@ -43,6 +43,7 @@ class event_recorder;
 class target_controller;
 class service_router;
 class mesh_router;
+struct router_context;
 class metric_runner;
 class canary_metrics;
 class metrics_registry;
@@ -87,6 +88,7 @@ class canary_runner {
   boost::asio::any_io_executor ex_;
   cluster& k_;
   const options& opts_;
+  std::unique_ptr<router_context> routing_;  // what the routers see of k_ and opts_
   alert_sender& alerts_;
   std::unique_ptr<event_recorder> events_;
   std::unique_ptr<target_controller> deployments_;

@@ -36,10 +36,13 @@ class kubernetes_router final : public mesh_router {
 
 }  // namespace
 
-std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, cluster& k, const options& opts) {
-  if (provider == "kubernetes") return std::make_unique<kubernetes_router>();
-  if (provider == "istio") return make_istio_router(k, opts);
-  return nullptr;
+std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, router_context& k) {
+  auto p = core::parse_provider(provider);
+  if (!p || !core::has_router(*p)) return nullptr;
+  if (p->family == core::router_family::kubernetes) return std::make_unique<kubernetes_router>();
+  auto rules = core::make_route_provider(*p);
+  if (!rules) return nullptr;
+  return make_object_router(std::move(rules), k);
 }
 
 }  // namespace canaryd

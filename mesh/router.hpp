@@ -1,23 +1,45 @@
 #pragma once
 // A router: how canaryd points traffic at the primary and the canary for one provider
 // (Flagger's router.KubernetesRouter and router.Interface). The Kubernetes router manages the
-// apex, -primary and -canary Services for every provider; a mesh router (istio, ...) manages
-// its provider's objects on top.
+// apex, -primary and -canary Services for every provider; a mesh router manages its provider's
+// objects on top: the `kubernetes` provider has none (mesh/kubernetes_router.cpp), every other
+// provider's objects are driven by mesh/object_router.cpp from its pure rules in core/
+// (core/router.hpp; docs/providers.md).
 //
-// Reads come from the caches (daemon/cluster.hpp); writes go through the API client.
+// mesh/ depends on core/ and k8s/ only: what it needs from the process comes in a
+// router_context. Reads come from watch caches; writes go through the API client.
 // Thread affinity: the io_context thread. Errors: action_result values.
 #include <boost/asio/awaitable.hpp>
+#include <boost/system/result.hpp>
 
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/canary.hpp"
+#include "core/router.hpp"
 #include "core/rollout.hpp"
-#include "daemon/cluster.hpp"
-#include "daemon/options.hpp"
+#include "k8s/api_client.hpp"
+#include "k8s/cache.hpp"
 
 namespace canaryd {
+
+// The outcome of an action on the cluster: nothing, or a message for a Warning event and a log
+// line (Flagger's recordEventWarningf("%v", err)). (The daemon declares the same alias.)
+using action_result = boost::system::result<void, std::string>;
+
+// What routers share with the rest of the process. The caches are owned by the caller and
+// outlive every router.
+struct router_context {
+  k8s::api_client& client;
+  k8s::cache& deployments;  // the targets (service ports), by targetRef.kind
+  k8s::cache& daemonsets;
+  k8s::cache& statefulsets;
+  k8s::cache& services;
+  std::string watch_namespace;  // the provider caches watch only this namespace ("" = all)
+  std::vector<std::string> selector_labels;
+};
 
 // The Kubernetes Services: initialize_services, reconcile_apex, finalize (revertOnDeletion).
 class service_router {
@@ -45,11 +67,12 @@ class mesh_router {
   virtual void stop() {}
 };
 
-std::unique_ptr<service_router> make_service_router(cluster& k, const options& opts);
-// The router for a provider name ("kubernetes", "istio", ...); nullptr for one canaryd does not
-// support yet (the runner reports it on the canary).
-std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, cluster& k, const options& opts);
-// The istio provider's router (mesh/istio_router.cpp); it starts its own watch caches.
-std::unique_ptr<mesh_router> make_istio_router(cluster& k, const options& opts);
+std::unique_ptr<service_router> make_service_router(router_context& k);
+// The router for a provider string ("kubernetes", "istio", "gatewayapi:v1", ...); nullptr for
+// one canaryd has no router for (refused earlier, core/provider.hpp).
+std::unique_ptr<mesh_router> make_mesh_router(std::string_view provider, router_context& k);
+// The router for a provider with objects of its own (mesh/object_router.cpp); it starts watch
+// caches of the provider's kinds.
+std::unique_ptr<mesh_router> make_object_router(std::unique_ptr<core::route_provider> rules, router_context& k);
 
 }  // namespace canaryd

@@ -25,15 +25,17 @@ namespace canaryd {
 
 namespace {
 
+const k8s::resource services_resource{"", "v1", "services", true};
+
 action_result fail(std::string message) { return action_result(boost::system::in_place_error, std::move(message)); }
 
 // The error text Go's client would print: the Status message when there is one.
 std::string api_text(const k8s::api_error& e) { return e.message.empty() ? e.what() : e.message; }
 
-// Thread affinity: the io_context thread. Holds references to the app's cluster and options.
+// Thread affinity: the io_context thread. Holds a reference to the router context.
 class kube_service_router final : public service_router {
  public:
-  kube_service_router(cluster& k, const options& opts) : k_(k), opts_(opts) {}
+  explicit kube_service_router(router_context& k) : k_(k) {}
 
   boost::asio::awaitable<action_result> initialize(const core::canary& c) override {
     auto t = target(c);
@@ -68,7 +70,7 @@ class kube_service_router final : public service_router {
       auto body = core::apex_finalize_body(c, *t, current);
       if (!body) co_return fail(body.error());
       if (!*body) co_return action_result{};
-      auto u = co_await k_.client.update(resources::services, ns, name, **body);
+      auto u = co_await k_.client.update(services_resource, ns, name, **body);
       if (u) {
         log::info("Service " + name + "." + ns + " selector restored", {{"canary", c.id()}});
         co_return action_result{};
@@ -76,7 +78,7 @@ class kube_service_router final : public service_router {
       if (u.error().code != k8s::api_errc::conflict || attempt > 0) {
         co_return fail("service " + name + " update error: " + api_text(u.error()));
       }
-      auto fresh = co_await k_.client.get(resources::services, ns, name);
+      auto fresh = co_await k_.client.get(services_resource, ns, name);
       if (!fresh) co_return fail("service " + name + "." + ns + " get query error: " + api_text(fresh.error()));
       current = std::string(fresh->json());
     }
@@ -126,7 +128,7 @@ class kube_service_router final : public service_router {
     }
     std::string version = canary_version(c) + "|" + spec_version(*d);
     auto& memo = targets_[d->key()];
-    if (memo.version != version) memo = target_view{core::read_target_metadata(c, d->json(), opts_.selector_labels), version};
+    if (memo.version != version) memo = target_view{core::read_target_metadata(c, d->json(), k_.selector_labels), version};
     return memo;
   }
 
@@ -144,7 +146,7 @@ class kube_service_router final : public service_router {
       current = std::string(existing->json());
     } else {
       const std::string body = core::service_create_body(c, s);
-      auto r = co_await k_.client.create(resources::services, ns, body);
+      auto r = co_await k_.client.create(services_resource, ns, body);
       if (r) {
         // Flagger's log lines: "Service <name>.<ns> created", "Service <name> updated".
         log::info("Service " + s.name + "." + ns + " created", {{"canary", c.id()}});
@@ -153,7 +155,7 @@ class kube_service_router final : public service_router {
       if (r.error().code != k8s::api_errc::already_exists) {
         co_return fail("reconcileService failed: service " + s.name + "." + ns + " create error: " + api_text(r.error()));
       }
-      auto fresh = co_await k_.client.get(resources::services, ns, s.name);
+      auto fresh = co_await k_.client.get(services_resource, ns, s.name);
       if (!fresh) {
         co_return fail("reconcileService failed: service " + s.name + " get query error: " + api_text(fresh.error()));
       }
@@ -166,7 +168,7 @@ class kube_service_router final : public service_router {
         if (attempt == 0 && !checked.empty()) up_to_date_[key] = checked;
         co_return action_result{};
       }
-      auto u = co_await k_.client.update(resources::services, ns, s.name, **body);
+      auto u = co_await k_.client.update(services_resource, ns, s.name, **body);
       if (u) {
         log::info("Service " + s.name + " updated", {{"canary", c.id()}});
         co_return action_result{};
@@ -174,7 +176,7 @@ class kube_service_router final : public service_router {
       if (u.error().code != k8s::api_errc::conflict || attempt > 0) {
         co_return fail("reconcileService failed: service " + s.name + " update error: " + api_text(u.error()));
       }
-      auto fresh = co_await k_.client.get(resources::services, ns, s.name);
+      auto fresh = co_await k_.client.get(services_resource, ns, s.name);
       if (!fresh) {
         co_return fail("reconcileService failed: service " + s.name + " get query error: " + api_text(fresh.error()));
       }
@@ -182,16 +184,15 @@ class kube_service_router final : public service_router {
     }
   }
 
-  cluster& k_;
-  const options& opts_;
+  router_context& k_;
   std::map<std::string, target_view, std::less<>> targets_;  // target key -> its metadata
   std::map<std::string, std::string, std::less<>> up_to_date_;  // Service key -> inputs found up to date
 };
 
 }  // namespace
 
-std::unique_ptr<service_router> make_service_router(cluster& k, const options& opts) {
-  return std::make_unique<kube_service_router>(k, opts);
+std::unique_ptr<service_router> make_service_router(router_context& k) {
+  return std::make_unique<kube_service_router>(k);
 }
 
 }  // namespace canaryd

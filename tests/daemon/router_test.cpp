@@ -217,10 +217,6 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
   EXPECT(co_await deployments->wait_synced(10s));
   EXPECT(co_await services->wait_synced(10s));
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
-  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
-  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
-  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
-                     *metric_templates, *daemonsets, *statefulsets};
 
   auto canary_obj = canaries->get("default", "podinfo");
   EXPECT(canary_obj != nullptr);
@@ -228,7 +224,10 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
   EXPECT(decoded.ok());
   const core::canary c = decoded.value;
 
-  auto router = canaryd::make_service_router(k, w->opts);
+  auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
+  auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
+  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, w->opts.namespace_, w->opts.selector_labels};
+  auto router = canaryd::make_service_router(rk);
   auto before = co_await write_count(client);
   EXPECT(before >= 0);
 
@@ -274,9 +273,9 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
   EXPECT(co_await write_count(client) == idle_before);
 
   // The kubernetes provider: no weights; routes as Flagger's NopRouter reports them.
-  auto mesh = canaryd::make_mesh_router("kubernetes", k, w->opts);
+  auto mesh = canaryd::make_mesh_router("kubernetes", rk);
   EXPECT(mesh != nullptr);
-  EXPECT(canaryd::make_mesh_router("linkerd", k, w->opts) == nullptr);
+  EXPECT(canaryd::make_mesh_router("linkerd", rk) == nullptr);
   EXPECT((co_await mesh->reconcile(c)).has_value());
   const core::traffic_routes all_canary{0, 100, false};
   const core::set_routes to_canary{all_canary, {}};  // named: GCC 12 double-destroys braced temporaries in co_await
@@ -336,9 +335,8 @@ asio::awaitable<void> error_scenario(kubesim_instance* sim, canaryd::options* op
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
   auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
   auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
-  canaryd::cluster k{client,          *canaries, *deployments, *services,   *configmaps, *secrets, *hpas,
-                     *metric_templates, *daemonsets, *statefulsets};
-  auto router = canaryd::make_service_router(k, *opts);
+  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, opts->namespace_, opts->selector_labels};
+  auto router = canaryd::make_service_router(rk);
   auto decoded = core::decode_canary(R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",
     "metadata":{"name":"podinfo","namespace":"default","uid":"u"},
     "spec":{"targetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"podinfo"},"service":{"port":80},

@@ -192,8 +192,7 @@ TEST_CASE("a closed confirm-traffic-increase gate holds the istio weight; openin
   loadtester lt;
   kubesim_instance sim;
   setup_cluster(sim);
-  sim.kubectl_ok({"apply", "-f", (source_root() / "tests" / "sim" / "data" / "istio-crds.yaml").string()});
-  sim.kubectl_ok({"wait", "--for=condition=Established", "crd/virtualservices.networking.istio.io", "--timeout=30s"});
+  REQUIRE(install_published_crds(sim, "istio"));
   auto d = start_canaryd(sim);
   std::string c = canary_yaml("podinfo", "podinfo", "    maxWeight: 60\n    stepWeight: 20\n    webhooks:\n" +
                                                         hook("traffic-gate", "confirm-traffic-increase", lt.url() + "/gate/check"));

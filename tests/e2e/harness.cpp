@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -151,6 +152,26 @@ std::string dump(const event_list& evs) {
 void setup_cluster(const kubesim_instance& sim) {
   sim.kubectl_ok({"apply", "-f", (source_root() / "deploy" / "crds" / "flagger.app.yaml").string()});
   sim.kubectl_ok({"create", "namespace", "demo"});
+}
+
+bool install_published_crds(const kubesim_instance& sim, const std::string& provider) {
+  auto ref = shared_reference();
+  const auto dir = ref ? *ref / "crds" / provider : std::filesystem::path();
+  if (!ref || !std::filesystem::is_directory(dir)) {
+    MESSAGE("skipped: the published " << provider << " CRDs (../shared/reference/crds/" << provider
+                                      << ") are not available");
+    return false;
+  }
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().extension() == ".yaml") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    sim.kubectl_ok({"create", "-f", f.string()});
+    sim.kubectl_ok({"wait", "--for=condition=Established", "-f", f.string(), "--timeout=30s"});
+  }
+  return true;
 }
 
 // Deploys podinfo, its Canary, and waits for Initialized.

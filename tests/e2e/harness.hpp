@@ -56,6 +56,11 @@ std::string dump(const event_list& evs);
 
 // Applies canaryd's CRDs and creates namespace demo.
 void setup_cluster(const kubesim_instance& sim);
+// Installs a provider's published CRDs (../shared/reference/crds/<provider>/*.yaml, the default
+// set) with `kubectl create` (the HTTPRoute and DestinationRule CRDs are larger than
+// client-side apply's last-applied annotation allows) and waits until they are Established.
+// Returns false, with a message, when ../shared is missing: the calling test then skips.
+bool install_published_crds(const kubesim_instance& sim, const std::string& provider);
 // A new revision of podinfo: `kubectl set image` to ghcr.io/stefanprodan/podinfo:<tag>.
 void release(const kubesim_instance& sim, const std::string& tag);
 // Deploys podinfo, its Canary, and waits for Initialized.

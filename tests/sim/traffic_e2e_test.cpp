@@ -145,8 +145,14 @@ TEST_CASE("with --prometheus, Istio 80/20 weights and a 0.5 error rate show in P
   // The first scrape landed before the ready line.
   CHECK(prom_query(prom, "up")[""] == 1);
 
-  ks.kubectl_ok({"apply", "-f", (source_root() / "tests/sim/data/istio-crds.yaml").string()});
-  ks.kubectl_ok({"wait", "--for=condition=Established", "crd/virtualservices.networking.istio.io", "--timeout=30s"});
+  // Istio's published CRDs, created (the DestinationRule CRD is larger than apply's annotation).
+  auto ref = shared_reference();
+  REQUIRE_MESSAGE(ref, "the published Istio CRDs (../shared/reference/crds/istio) are not available");
+  for (const char* crd : {"virtualservices", "destinationrules", "gateways"}) {
+    const auto file = (*ref / "crds" / "istio" / (std::string(crd) + ".networking.istio.io.yaml")).string();
+    ks.kubectl_ok({"create", "-f", file});
+    ks.kubectl_ok({"wait", "--for=condition=Established", "-f", file, "--timeout=30s"});
+  }
   ks.kubectl_ok({"create", "namespace", "test"});
   ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, podinfo_manifests);
   ks.kubectl_ok({"wait", "-n", "test", "--for=condition=Available", "deployment/podinfo", "deployment/podinfo-primary",

@@ -1,0 +1,25 @@
+#include "core/router.hpp"
+
+namespace canaryd::core {
+
+std::string set_cookie_value(const session_affinity& a, const std::string& cookie, long max_age) {
+  std::string v = cookie + "; Max-Age=" + std::to_string(max_age);
+  if (!a.domain.empty()) v += "; Domain=" + a.domain;
+  if (a.http_only) v += "; HttpOnly";
+  if (a.partitioned) v += "; Partitioned";
+  if (!a.path.empty()) v += "; Path=" + a.path;
+  if (!a.same_site.empty()) v += "; SameSite=" + a.same_site;
+  if (a.secure) v += "; Secure";
+  return v;
+}
+
+std::unique_ptr<route_provider> make_route_provider(const provider_name& p) {
+  if (!has_router(p)) return nullptr;
+  switch (p.family) {
+    case router_family::istio: return make_istio_provider();
+    case router_family::gatewayapi: return make_gatewayapi_provider(p.version);
+    default: return nullptr;
+  }
+}
+
+}  // namespace canaryd::core
