@@ -34,6 +34,10 @@ namespace canaryd {
 
 class aws_credential_chain;
 
+namespace k8s {
+class api_client;
+}
+
 namespace http {
 class client;
 struct request;
@@ -61,6 +65,10 @@ class provider_env {
   // Shuts every kept connection; later sends fail with "cancelled".
   void stop();
 
+  // The Kubernetes API client (keptn), or null when there is none.
+  k8s::api_client* api() const { return api_; }
+  void set_api(k8s::api_client* api) { api_ = api; }
+
   // The AWS default credential chain, its temporary credentials kept across checks.
   aws_credential_chain& aws_credentials();
   // Google access tokens by service account (or "metadata"), with their expiry.
@@ -73,6 +81,7 @@ class provider_env {
   bool stopped_ = false;
   std::unique_ptr<aws_credential_chain> aws_;
   std::map<std::string, std::pair<std::string, core::wall_time>> google_tokens_;
+  k8s::api_client* api_ = nullptr;
 };
 
 // Where a Prometheus query goes and how it authenticates.
@@ -123,6 +132,7 @@ provider_result make_influxdb_provider(provider_env& env, const provider_config&
 provider_result make_graphite_provider(provider_env& env, const provider_config& cfg);
 provider_result make_cloudwatch_provider(provider_env& env, const provider_config& cfg);
 provider_result make_stackdriver_provider(provider_env& env, const provider_config& cfg);
+provider_result make_keptn_provider(provider_env& env, const provider_config& cfg);
 
 // Helpers the providers share (daemon/metric_provider.cpp).
 namespace provider_detail {

@@ -40,7 +40,9 @@ struct metric_runner::template_target {
 };
 
 metric_runner::metric_runner(asio::any_io_executor ex, cluster& k, const options& opts)
-    : k_(k), opts_(opts), env_(std::move(ex)) {}
+    : k_(k), opts_(opts), env_(std::move(ex)) {
+  env_.set_api(&k_.client);
+}
 
 metric_runner::~metric_runner() { stop(); }
 

@@ -18,6 +18,9 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <atomic>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stop_token>
 #include <thread>
@@ -489,6 +492,180 @@ TEST_CASE("cloudwatch with web identity (IRSA): canaryd exchanges the token with
   CHECK(sts_calls == 1);
   CHECK(cloudwatch_calls >= 3);
 
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(10s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
+
+namespace {
+
+std::string keptn_crd(const std::string& plural, const std::string& kind) {
+  return "apiVersion: apiextensions.k8s.io/v1\n"
+         "kind: CustomResourceDefinition\n"
+         "metadata:\n"
+         "  name: " + plural + ".metrics.keptn.sh\n"
+         "spec:\n"
+         "  group: metrics.keptn.sh\n"
+         "  names:\n"
+         "    kind: " + kind + "\n"
+         "    listKind: " + kind + "List\n"
+         "    plural: " + plural + "\n"
+         "  scope: Namespaced\n"
+         "  versions:\n"
+         "  - name: v1beta1\n"
+         "    served: true\n"
+         "    storage: true\n"
+         "    subresources:\n"
+         "      status: {}\n"
+         "    schema:\n"
+         "      openAPIV3Schema:\n"
+         "        type: object\n"
+         "        x-kubernetes-preserve-unknown-fields: true\n";
+}
+
+}  // namespace
+
+TEST_CASE("keptn templates read KeptnMetrics and run Analyses through the Kubernetes API; no value never passes") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  sim.kubectl_ok({"apply", "-f", "-"}, keptn_crd("keptnmetrics", "KeptnMetric") + "---\n" + keptn_crd("analyses", "Analysis"));
+
+  // KeptnMetrics with the value Keptn's metrics operator would have written into their status.
+  const std::map<std::string, std::string> metric_values = {{"good", "0.5"}, {"bad", "5"}, {"nan", "NaN"}};
+  std::string manifests;
+  for (const char* s : {"good", "bad", "nan", "empty"}) {
+    manifests += std::string("---\napiVersion: metrics.keptn.sh/v1beta1\nkind: KeptnMetric\nmetadata:\n  name: errors-") + s +
+                 "\n  namespace: demo\nspec:\n  provider:\n    name: prometheus\n  query: sum(errors)\n  fetchIntervalSeconds: 5\n";
+  }
+  // Canaries: four on KeptnMetrics (max 1), three on Analyses (min 1: the Analysis passed).
+  struct keptn_case {
+    std::string name;
+    std::string query;
+    std::string range;
+    std::string want;
+  };
+  const std::vector<keptn_case> cases = {
+      {"keptn-good", "keptnmetric/demo/errors-good", "max: 1", "Succeeded"},
+      {"keptn-bad", "keptnmetric/demo/errors-bad", "max: 1", "Failed"},
+      {"keptn-nan", "keptnmetric/demo/errors-nan", "max: 1", "Failed"},
+      {"keptn-empty", "keptnmetric/demo/errors-empty", "max: 1", "Failed"},
+      {"keptn-pass", "analysis/demo/slo-pass/30s/target={{ target }};tier=web", "min: 1", "Succeeded"},
+      {"keptn-fail", "analysis/demo/slo-fail/30s/target={{ target }}", "min: 1", "Failed"},
+      {"keptn-stuck", "analysis/demo/slo-stuck", "min: 1", "Failed"},
+  };
+  for (const auto& c : cases) {
+    manifests += "---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: " + c.name +
+                 "\n  namespace: demo\nspec:\n  provider:\n    type: keptn\n  query: " + c.query + "\n";
+    manifests += "---\n" + deployment_yaml(c.name);
+  }
+  sim.kubectl_ok({"apply", "-f", "-"}, manifests);
+  for (const auto& [s, v] : metric_values) {
+    sim.kubectl_ok({"-n", "demo", "patch", "keptnmetric", "errors-" + s, "--subresource=status", "--type=merge", "-p",
+                    "{\"status\":{\"value\":\"" + v + "\",\"rawValue\":\"" + v + "\"}}"});
+  }
+
+  // Keptn's analysis controller, played by the test: completes each new Analysis of slo-pass
+  // (pass) and slo-fail (fail), leaves slo-stuck alone, and records what it was asked.
+  std::atomic<bool> stop{false};
+  std::mutex seen_mu;
+  std::vector<json::value> analyses_seen;
+  std::thread keptn([&] {
+    std::set<std::string> done;
+    while (!stop) {
+      auto list = get_json(sim, {"analyses"});
+      if (!list.is_null()) {
+        for (const auto& a : list.at("items").as_array()) {
+          const std::string name = str_at(a, {"metadata", "name"});
+          const std::string def = str_at(a, {"spec", "analysisDefinition", "name"});
+          if (done.count(name) || def == "slo-stuck") continue;
+          done.insert(name);
+          {
+            std::lock_guard lock(seen_mu);
+            analyses_seen.push_back(a);
+          }
+          sim.kubectl({"-n", "demo", "patch", "analysis", name, "--subresource=status", "--type=merge", "-p",
+                       std::string("{\"status\":{\"state\":\"Completed\",\"pass\":") + (def == "slo-pass" ? "true" : "false") +
+                           "}}"});
+        }
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  struct stop_keptn {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~stop_keptn() {
+      stop = true;
+      t.join();
+    }
+  } stopper{stop, keptn};
+
+  auto d = start_canaryd(sim);
+  auto output = std::make_unique<drainer>(*d.proc);
+  std::string canaries;
+  for (const auto& c : cases) {
+    canaries += "---\n" + canary_yaml(c.name, c.name,
+                                      "    metrics:\n"
+                                      "    - name: errors\n"
+                                      "      templateRef:\n"
+                                      "        name: " + c.name + "\n"
+                                      "      thresholdRange:\n"
+                                      "        " + c.range + "\n"
+                                      "      interval: 30s\n");
+  }
+  sim.kubectl_ok({"apply", "-f", "-"}, canaries);
+  for (const auto& c : cases) REQUIRE_MESSAGE(wait_phase(sim, c.name, "Initialized", 60s), dump(canary_events(sim, c.name)));
+  std::vector<std::string> set_image{"-n", "demo", "set", "image"};
+  for (const auto& c : cases) set_image.push_back("deployment/" + c.name);
+  set_image.push_back("podinfod=ghcr.io/stefanprodan/podinfo:6.0.1");
+  sim.kubectl_ok(set_image);
+
+  for (const auto& c : cases) {
+    bool ended = wait_phase(sim, c.name, c.want, 120s);
+    auto evs = canary_events(sim, c.name);
+    INFO(c.name << " phase " << phase_of(sim, c.name) << " events:\n" << dump(evs));
+    CHECK(ended);
+    const std::string tmpl = "(keptn provider, metric template " + c.name + ".demo)";
+    if (c.want == "Succeeded") {
+      CHECK(!has_event(evs, "Warning", "Halt"));
+      continue;
+    }
+    if (c.name == "keptn-bad") CHECK(has_event(evs, "Warning", "Halt keptn-bad.demo advancement errors 5.00 > 1"));
+    if (c.name == "keptn-fail") CHECK(has_event(evs, "Warning", "Halt keptn-fail.demo advancement errors 0.00 < 1"));
+    if (c.name == "keptn-nan") CHECK(has_event(evs, "Warning", "no values found " + tmpl));
+    if (c.name == "keptn-empty") {
+      CHECK(has_event(evs, "Warning",
+                      "Metric query failed for errors: could not retrieve KeptnMetric - no value found in resource "
+                      "demo/errors-empty " + tmpl));
+    }
+    if (c.name == "keptn-stuck") {
+      CHECK(has_event(evs, "Warning",
+                      "Metric query failed for errors: encountered timeout while waiting for Keptn Analysis "
+                      "demo/slo-stuck to be finished " + tmpl));
+    }
+  }
+  // The Analyses canaryd created, as Flagger writes them: the definition, the timeframe and the
+  // arguments from the query; each deleted once read.
+  {
+    std::lock_guard lock(seen_mu);
+    REQUIRE(!analyses_seen.empty());
+    for (const auto& a : analyses_seen) {
+      const std::string def = str_at(a, {"spec", "analysisDefinition", "name"});
+      CHECK(str_at(a, {"metadata", "name"}).rfind(def + "-", 0) == 0);
+      CHECK(str_at(a, {"spec", "timeframe", "recent"}) == "30s");
+      if (def == "slo-pass") {
+        CHECK(str_at(a, {"spec", "args", "target"}) == "keptn-pass");
+        CHECK(str_at(a, {"spec", "args", "tier"}) == "web");
+      }
+    }
+  }
+  CHECK(eventually([&] {
+    auto list = get_json(sim, {"analyses"});
+    return !list.is_null() && list.at("items").as_array().empty();
+  }, 20s));
+
+  output.reset();
   d.proc->signal(SIGTERM);
   auto code = d.proc->wait(10s);
   REQUIRE(code);
