@@ -1,29 +1,22 @@
 #include "daemon/metric_runner.hpp"
 
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
 
 #include <fmt/format.h>
 
 #include <cmath>
-#include <cstdlib>
 
 #include "core/metric_query.hpp"
 #include "core/metric_template.hpp"
 #include "k8s/config.hpp"
-#include "k8s/http_client.hpp"
 #include "k8s/log.hpp"
 
 namespace canaryd {
 
 namespace asio = boost::asio;
-namespace json = boost::json;
 using outcome = core::metric_observation::outcome;
 
 namespace {
-
-// Flagger's Prometheus provider timeout.
-constexpr std::chrono::seconds query_timeout{5};
 
 core::metric_observation failed(outcome o, std::string error) {
   core::metric_observation r;
@@ -32,63 +25,28 @@ core::metric_observation failed(outcome o, std::string error) {
   return r;
 }
 
-// The sample's value: Prometheus writes it as a string ("0.95", "NaN", "+Inf").
-std::optional<double> sample_value(const json::value& pair) {
-  const auto* arr = pair.if_array();
-  if (!arr || arr->size() < 2 || !(*arr)[1].is_string()) return std::nullopt;
-  const json::string& s = (*arr)[1].as_string();
-  std::string text(s.data(), s.size());
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str()) return std::nullopt;
-  return v;
-}
-
-core::metric_observation read_answer(const http::response& res) {
-  if (res.status >= 400) return failed(outcome::query_failed, fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  const json::object* root = ec ? nullptr : doc.if_object();
-  const json::object* data = nullptr;
-  if (root) {
-    if (auto it = root->find("data"); it != root->end()) data = it->value().if_object();
-  }
-  if (!data) return failed(outcome::query_failed, fmt::format("error unmarshaling result: '{}'", res.body));
-  std::string_view type;
-  if (auto it = data->find("resultType"); it != data->end() && it->value().is_string()) type = it->value().as_string();
-  const json::value* result = data->if_contains("result");
-  if (type == "matrix") return failed(outcome::query_failed, "query returned multiple values");
-  std::optional<double> value;
-  if (type == "scalar" && result) {
-    value = sample_value(*result);
-  } else if (result && result->is_array() && !result->as_array().empty()) {
-    if (const auto* first = result->as_array()[0].if_object()) {
-      if (const json::value* v = first->if_contains("value")) value = sample_value(*v);
-    }
-  }
-  if (!value || std::isnan(*value)) return failed(outcome::no_values, "no values found");
-  core::metric_observation o;
-  o.result = outcome::value;
-  o.value = *value;
-  return o;
+std::string template_namespace(const core::canary& c, const core::canary_metric& m) {
+  return m.template_ref->namespace_.empty() ? c.metadata.namespace_ : m.template_ref->namespace_;
 }
 
 }  // namespace
 
+// The provider first: a std::string first member would make the struct constructible from the
+// error text, and result<> ambiguous.
 struct metric_runner::template_target {
-  prometheus_endpoint endpoint;
+  std::unique_ptr<metric_provider> provider;
+  std::string type;  // provider.type as written ("" reads as prometheus)
   std::string query;  // the template's query, not yet rendered
 };
 
 metric_runner::metric_runner(asio::any_io_executor ex, cluster& k, const options& opts)
-    : ex_(std::move(ex)), k_(k), opts_(opts) {}
+    : k_(k), opts_(opts), env_(std::move(ex)) {
+  env_.set_api(&k_.client);
+}
 
 metric_runner::~metric_runner() { stop(); }
 
-void metric_runner::stop() {
-  stopped_ = true;
-  for (auto& [_, c] : clients_) c->shutdown();
-}
+void metric_runner::stop() { env_.stop(); }
 
 prometheus_endpoint metric_runner::builtin_endpoint(const core::canary& c) const {
   prometheus_endpoint ep;
@@ -97,9 +55,9 @@ prometheus_endpoint metric_runner::builtin_endpoint(const core::canary& c) const
 }
 
 boost::system::result<metric_runner::template_target, std::string> metric_runner::resolve_template(
-    const core::canary& c, const core::canary_metric& m) const {
+    const core::canary& c, const core::canary_metric& m, const std::string& interval) {
   const auto& ref = *m.template_ref;
-  const std::string ns = ref.namespace_.empty() ? c.metadata.namespace_ : ref.namespace_;
+  const std::string ns = template_namespace(c, m);
   auto obj = k_.metric_templates.get(ns, ref.name);
   if (!obj) {
     return fmt::format("Metric template {}.{} error: metrictemplate.flagger.app \"{}\" not found", ref.name, ns, ref.name);
@@ -109,74 +67,35 @@ boost::system::result<metric_runner::template_target, std::string> metric_runner
     return fmt::format("Metric template {}.{} error: {}", ref.name, ns, core::join_errors(decoded.errors));
   }
   const core::metric_template& t = decoded.value;
-  template_target out;
-  out.query = t.query;
-  out.endpoint.address = t.provider.address;
-  out.endpoint.insecure_skip_verify = t.provider.insecure_skip_verify;
-  out.endpoint.headers = t.provider.headers;
-  if (!t.provider.type.empty() && t.provider.type != "prometheus" && core::is_known_metric_provider(t.provider.type)) {
-    return fmt::format("Metric template {}.{} provider {} error: canaryd does not support the {} provider yet", ref.name,
-                       ns, t.provider.type, t.provider.type);
-  }
+  provider_config cfg;
+  cfg.spec = t.provider;
+  cfg.interval = interval;
   if (!t.provider.secret_ref.empty()) {
     auto secret = k_.secrets.get(ns, t.provider.secret_ref);
     if (!secret) {
       return fmt::format("Metric template {}.{} secret {} error: secrets \"{}\" not found", ref.name, ns,
                          t.provider.secret_ref, t.provider.secret_ref);
     }
-    if (auto token = k8s::secret_value(*secret, "token")) {
-      out.endpoint.bearer_token = *token;
-    } else {
-      auto user = k8s::secret_value(*secret, "username");
-      auto pass = k8s::secret_value(*secret, "password");
-      if (!user || !pass) {
-        return fmt::format("Metric template {}.{} provider {} error: prometheus credentials does not contain a {}", ref.name,
-                           ns, t.provider.type, user ? "password" : "username");
+    // Flagger hands providers secret.Data: every key, decoded.
+    std::map<std::string, std::string> data;
+    boost::system::error_code ec;
+    boost::json::value doc = boost::json::parse(secret->json(), ec);
+    for (std::string_view field : {"data", "stringData"}) {
+      const auto* o = ec || !doc.is_object() ? nullptr : doc.as_object().if_contains(field);
+      if (!o || !o->is_object()) continue;
+      for (const auto& kv : o->as_object()) {
+        if (auto v = k8s::secret_value(*secret, kv.key())) data.emplace(std::string(kv.key()), *v);
       }
-      out.endpoint.username = *user;
-      out.endpoint.password = *pass;
     }
+    cfg.credentials = std::move(data);
   }
-  if (out.endpoint.address.empty() || !boost::urls::parse_uri(out.endpoint.address)) {
-    return fmt::format("Metric template {}.{} provider {} error: prometheus address {} is not a valid URL", ref.name, ns,
-                       t.provider.type, out.endpoint.address);
-  }
+  auto made = make_metric_provider(env_, cfg);
+  if (!made) return fmt::format("Metric template {}.{} provider {} error: {}", ref.name, ns, t.provider.type, made.error());
+  template_target out;
+  out.type = t.provider.type.empty() ? "prometheus" : t.provider.type;
+  out.provider = std::move(*made);
+  out.query = t.query;
   return out;
-}
-
-asio::awaitable<core::metric_observation> metric_runner::query(const prometheus_endpoint& ep, const std::string& promql) {
-  if (stopped_) co_return failed(outcome::query_failed, "cancelled");
-  auto url = boost::urls::parse_uri(ep.address);
-  auto origin = http::parse_origin(ep.address);
-  if (!url || !origin) co_return failed(outcome::query_failed, fmt::format("prometheus address {} is not a valid URL", ep.address));
-  const std::string key = fmt::format("{}://{}:{}#{}", origin->scheme, origin->host, origin->port, ep.insecure_skip_verify);
-  auto it = clients_.find(key);
-  if (it == clients_.end()) {
-    http::client_options co;
-    co.tls.verify = !ep.insecure_skip_verify;
-    co.max_idle_connections = 2;
-    co.max_body_bytes = 8u << 20;
-    co.user_agent = "canaryd";
-    auto made = http::make_client(ex_, *origin, co);
-    if (!made) co_return failed(outcome::query_failed, fmt::format("request failed: {}", made.error().message()));
-    it = clients_.emplace(key, std::move(*made)).first;
-  }
-  http::request req;
-  std::string path(url->encoded_path());
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  req.target = fmt::format("{}/api/v1/query?query={}", path, http::percent_encode(core::collapse_whitespace(promql)));
-  for (const auto& [name, values] : ep.headers) {
-    for (const auto& v : values) req.headers.push_back({name, v});
-  }
-  if (!ep.bearer_token.empty()) {
-    http::set_header(req.headers, "Authorization", "Bearer " + ep.bearer_token);
-  } else if (!ep.username.empty() && !ep.password.empty()) {
-    http::set_header(req.headers, "Authorization", "Basic " + k8s::base64_encode(ep.username + ":" + ep.password));
-  }
-  http::client& client = *it->second;
-  auto res = co_await client.send(std::move(req), query_timeout);
-  if (!res) co_return failed(outcome::query_failed, fmt::format("request failed: Get \"{}\": {}", ep.address, res.error().message()));
-  co_return read_answer(*res);
 }
 
 asio::awaitable<std::vector<core::metric_observation>> metric_runner::run(const core::canary& c,
@@ -195,7 +114,7 @@ asio::awaitable<std::vector<core::metric_observation>> metric_runner::run(const 
       case core::metric_query_kind::request_success_rate:
       case core::metric_query_kind::request_duration: {
         core::builtin_query b = core::builtin_observer_query(req.metrics_provider, q.kind, vars);
-        core::metric_observation o = co_await query(builtin_endpoint(c), b.query);
+        core::metric_observation o = co_await query_prometheus(env_, builtin_endpoint(c), b.query);
         if (o.result == outcome::value && q.kind == core::metric_query_kind::request_duration) {
           // Flagger's observers convert to a time.Duration of whole milliseconds.
           o.value = std::trunc(o.value * b.to_milliseconds);
@@ -210,24 +129,28 @@ asio::awaitable<std::vector<core::metric_observation>> metric_runner::run(const 
           out.push_back(failed(outcome::query_failed, r.error));
           break;
         }
-        out.push_back(co_await query(builtin_endpoint(c), r.query));
+        out.push_back(co_await query_prometheus(env_, builtin_endpoint(c), r.query));
         break;
       }
       case core::metric_query_kind::template_query: {
-        auto target = resolve_template(c, m);
+        auto target = resolve_template(c, m, q.interval);
         if (!target) {
           out.push_back(failed(outcome::setup_failed, target.error()));
           break;
         }
+        const std::string ns = template_namespace(c, m);
         core::rendered_query r = core::render_query(target->query, vars);
         if (!r.ok()) {
-          const auto& ref = *m.template_ref;
-          out.push_back(failed(outcome::setup_failed,
-                               fmt::format("Metric template {}.{} query render error: {}", ref.name,
-                                           ref.namespace_.empty() ? c.metadata.namespace_ : ref.namespace_, r.error)));
+          out.push_back(failed(outcome::setup_failed, fmt::format("Metric template {}.{} query render error: {}",
+                                                                  m.template_ref->name, ns, r.error)));
           break;
         }
-        out.push_back(co_await query(target->endpoint, r.query));
+        core::metric_observation o = co_await target->provider->run_query(r.query);
+        // Flagger's text first (the events keep it), then which provider and template said so.
+        if (o.result != outcome::value) {
+          o.error += fmt::format(" ({} provider, metric template {}.{})", target->type, m.template_ref->name, ns);
+        }
+        out.push_back(std::move(o));
         break;
       }
     }
@@ -238,20 +161,18 @@ asio::awaitable<std::vector<core::metric_observation>> metric_runner::run(const 
 asio::awaitable<std::string> metric_runner::check_providers(const core::canary& c) {
   for (const core::canary_metric& m : c.analysis_or_empty().metrics) {
     if (m.is_builtin()) {
-      auto o = co_await query(builtin_endpoint(c), "vector(1)");
+      auto o = co_await query_prometheus(env_, builtin_endpoint(c), "vector(1)");
       if (o.result != outcome::value) co_return fmt::format("prometheus not available: running query failed: {}", o.error);
       if (o.value != 1) co_return "prometheus not available: value is not 1 for query: vector(1)";
       continue;
     }
     if (!m.template_ref) continue;
-    auto target = resolve_template(c, m);
+    auto target = resolve_template(c, m, m.effective_interval());
     if (!target) co_return target.error();
-    auto o = co_await query(target->endpoint, "vector(1)");
-    if (o.result != outcome::value || o.value != 1) {
-      const auto& ref = *m.template_ref;
-      co_return fmt::format("prometheus in metric template {}.{} not available: running query failed: {}", ref.name,
-                            ref.namespace_.empty() ? c.metadata.namespace_ : ref.namespace_,
-                            o.result == outcome::value ? "value is not 1 for query: vector(1)" : o.error);
+    std::string problem = co_await target->provider->is_online();
+    if (!problem.empty()) {
+      co_return fmt::format("{} in metric template {}.{} not available: {}", target->type, m.template_ref->name,
+                            template_namespace(c, m), problem);
     }
   }
   co_return std::string();

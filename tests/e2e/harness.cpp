@@ -49,13 +49,14 @@ std::string canary_yaml(const std::string& name, const std::string& target, cons
          "    iterations: 3\n" + analysis_extra;
 }
 
-daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args) {
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args,
+                         const std::map<std::string, std::string>& env) {
   daemon_run d;
   d.port = free_port();
   std::vector<std::string> argv{canaryd_path(), "-listen-address=127.0.0.1", "-port", std::to_string(d.port),
                                 "-kubeconfig", sim.kubeconfig().string(), "-log-level=info"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  d.proc = std::make_unique<child>(argv);
+  d.proc = std::make_unique<child>(argv, env);
   auto synced = d.proc->wait_for_line("caches synced", 15s);
   REQUIRE_MESSAGE(synced, "canaryd did not sync; its output so far ended with: "
                               << (d.proc->lines().empty() ? "" : d.proc->lines().back()));

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,8 +32,10 @@ struct daemon_run {
   std::unique_ptr<child> proc;
   int port = 0;
 };
-// Starts canaryd against `sim` and waits until its caches are synced.
-daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args = {});
+// Starts canaryd against `sim` and waits until its caches are synced; `env` is added to its
+// environment.
+daemon_run start_canaryd(const kubesim_instance& sim, const std::vector<std::string>& extra_args = {},
+                         const std::map<std::string, std::string>& env = {});
 
 // `kubectl -n demo get <what> -o json`, or null when kubectl fails.
 boost::json::value get_json(const kubesim_instance& sim, const std::vector<std::string>& what);

@@ -1,0 +1,142 @@
+#include "daemon/metric_provider.hpp"
+
+#include <boost/url/parse.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include "core/duration.hpp"
+#include "daemon/aws_credentials.hpp"
+#include "k8s/http_client.hpp"
+
+namespace canaryd {
+
+namespace asio = boost::asio;
+using outcome = core::metric_observation::outcome;
+
+provider_env::provider_env(asio::any_io_executor ex, std::function<core::wall_time()> now)
+    : ex_(std::move(ex)), now_(now ? std::move(now) : [] { return core::wall_clock::now(); }) {}
+
+provider_env::~provider_env() { stop(); }
+
+aws_credential_chain& provider_env::aws_credentials() {
+  if (!aws_) aws_ = std::make_unique<aws_credential_chain>();
+  return *aws_;
+}
+
+void provider_env::stop() {
+  stopped_ = true;
+  for (auto& [_, c] : clients_) c->shutdown();
+}
+
+asio::awaitable<boost::system::result<http::response, std::string>> provider_env::send(
+    std::string_view base, bool insecure_skip_verify, http::request req, std::chrono::milliseconds timeout) {
+  if (stopped_) co_return std::string("cancelled");
+  auto origin = http::parse_origin(base);
+  if (!origin) co_return fmt::format("{} is not a valid URL", base);
+  const std::string key = fmt::format("{}://{}:{}#{}", origin->scheme, origin->host, origin->port, insecure_skip_verify);
+  auto it = clients_.find(key);
+  if (it == clients_.end()) {
+    http::client_options co;
+    co.tls.verify = !insecure_skip_verify;
+    co.max_idle_connections = 2;
+    co.max_body_bytes = 8u << 20;
+    co.user_agent = "canaryd";
+    auto made = http::make_client(ex_, *origin, co);
+    if (!made) co_return made.error().message();
+    it = clients_.emplace(key, std::move(*made)).first;
+  }
+  auto res = co_await it->second->send(std::move(req), timeout);
+  if (!res) co_return res.error().message();
+  co_return std::move(*res);
+}
+
+namespace provider_detail {
+
+core::metric_observation value(double v) {
+  if (!std::isfinite(v)) return no_values(fmt::format("value is {}: no values found", v));
+  core::metric_observation o;
+  o.result = outcome::value;
+  o.value = v;
+  return o;
+}
+
+core::metric_observation no_values(std::string error) {
+  core::metric_observation o;
+  o.result = outcome::no_values;
+  o.error = std::move(error);
+  return o;
+}
+
+core::metric_observation failed(std::string error) {
+  core::metric_observation o;
+  o.result = outcome::query_failed;
+  o.error = std::move(error);
+  return o;
+}
+
+boost::system::result<std::chrono::milliseconds, std::string> parse_interval(std::string_view interval) {
+  auto d = parse_go_duration(interval);
+  if (!d) return fmt::format("error parsing metric interval: time: invalid duration \"{}\"", interval);
+  return *d;
+}
+
+std::string form_encode(std::vector<std::pair<std::string, std::string>> params) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::stable_sort(params.begin(), params.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::string out;
+  for (const auto& [k, v] : params) {
+    if (!out.empty()) out += '&';
+    for (const std::string* s : {&k, &v}) {
+      for (unsigned char c : *s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+          out += static_cast<char>(c);
+        } else if (c == ' ') {
+          out += '+';
+        } else {
+          out += '%';
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        }
+      }
+      if (s == &k) out += '=';
+    }
+  }
+  return out;
+}
+
+std::string join_path(std::string_view base_path, std::string_view path) {
+  while (!base_path.empty() && base_path.back() == '/') base_path.remove_suffix(1);
+  return std::string(base_path) + std::string(path);
+}
+
+std::optional<std::string> url_path(std::string_view url) {
+  auto u = boost::urls::parse_uri(url);
+  if (!u) return std::nullopt;
+  return std::string(u->encoded_path());
+}
+
+std::int64_t unix_seconds(core::wall_time t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace provider_detail
+
+provider_result make_metric_provider(provider_env& env, const provider_config& cfg) {
+  const std::string& t = cfg.spec.type;
+  if (t == "datadog") return make_datadog_provider(env, cfg);
+  if (t == "newrelic") return make_newrelic_provider(env, cfg);
+  if (t == "dynatrace") return make_dynatrace_provider(env, cfg);
+  if (t == "influxdb") return make_influxdb_provider(env, cfg);
+  if (t == "graphite") return make_graphite_provider(env, cfg);
+  if (t == "cloudwatch") return make_cloudwatch_provider(env, cfg);
+  if (t == "stackdriver") return make_stackdriver_provider(env, cfg);
+  if (t == "keptn") return make_keptn_provider(env, cfg);
+  if (t.empty() || t == "prometheus" || !core::is_known_metric_provider(t)) return make_prometheus_provider(env, cfg);
+  return fmt::format("canaryd does not support the {} provider yet", t);
+}
+
+}  // namespace canaryd

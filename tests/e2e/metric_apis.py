@@ -1,0 +1,400 @@
+"""Loopback stand-ins for the SaaS metric APIs canaryd's MetricTemplate providers call, written
+from each API's documentation and strict about it: a request with a wrong method, path, query
+parameter, header or body is answered 400 with a message that starts "strict:", so a test sees it.
+
+  datadog    GET  /api/v1/query?query=&from=&to=        DD-API-KEY, DD-APPLICATION-KEY
+             GET  /api/v1/validate
+  newrelic   GET  /v1/accounts/<id>/query?nrql=<q> SINCE <n> seconds ago   X-Query-Key
+  dynatrace  GET  /api/v2/metrics/query?metricSelector=&resolution=Inf&from=&to=  Authorization: Api-Token
+             GET  /api/v2/metrics?pageSize=1
+  influxdb   POST /api/v2/query?org=<org>  Authorization: Token, JSON body {query, type: flux, dialect}
+  cloudwatch POST /  X-Amz-Target: GraniteServiceVersion20100801.GetMetricData, AWS JSON 1.0,
+             SigV4 (service monitoring, region us-east-1) verified with CREDENTIALS' aws keys
+  sts        POST /  Action=AssumeRoleWithWebIdentity (form), answers temporary keys that
+             cloudwatch then accepts with their session token
+  google     POST /token  RFC 7523 JWT bearer grant: the RS256 signature verified with
+             CREDENTIALS' google_rsa_n (hex modulus, e = 65537), then an access token
+  stackdriver POST /v3/projects/<project>/timeSeries:query  Bearer <a token /token issued>, {"query"}
+
+What a query answers is chosen by the word after "scenario" in it: good (0.5), bad (5), empty
+(no series), nan (a null or NaN value), throttled (429), slow (answers after 7 s).
+A wrong credential is answered 401/403 as each API documents.
+
+Every request is appended to LOG as one JSON line: {"api", "method", "path", "params",
+"headers", "body", "status", "answer"}.
+
+usage: metric_apis.py PORT CREDENTIALS_JSON LOG
+"""
+import base64
+import datetime
+import hashlib
+import hmac
+import http.server
+import json
+import re
+import sys
+import threading
+import time
+import urllib.parse
+
+PORT = int(sys.argv[1])
+CREDS = json.loads(sys.argv[2])
+LOG = sys.argv[3]
+LOCK = threading.Lock()
+
+
+def scenario(text):
+    m = re.search(r'scenario\W+(\w+)', text)
+    return m.group(1) if m else ''
+
+
+class Reject(Exception):
+    def __init__(self, status, body, content_type='application/json'):
+        super().__init__(body)
+        self.status, self.body, self.content_type = status, body, content_type
+
+
+def strict(cond, what):
+    if not cond:
+        raise Reject(400, 'strict: ' + what, 'text/plain')
+
+
+def exact_params(params, names):
+    strict(sorted(params) == sorted(names), 'parameters %s, want %s' % (sorted(params), sorted(names)))
+    for k, v in params.items():
+        strict(len(v) == 1, 'parameter %s given %d times' % (k, len(v)))
+    return {k: v[0] for k, v in params.items()}
+
+
+def integer(v, what):
+    strict(re.fullmatch(r'[0-9]+', v or '') is not None, '%s is not an integer: %r' % (what, v))
+    return int(v)
+
+
+def window(frm, to, unit):
+    now = time.time() * unit
+    strict(abs(to - now) <= 30 * unit, 'to %d is not now (%d)' % (to, now))
+    strict(frm < to, 'from %d is not before to %d' % (frm, to))
+
+
+def throttle_or_sleep(s):
+    if s == 'throttled':
+        raise Reject(429, json.dumps({'errors': ['Rate limit exceeded']}))
+    if s == 'slow':
+        time.sleep(7)
+
+
+def datadog(h, method, path, params, body):
+    strict(method == 'GET', 'datadog wants GET, got ' + method)
+    if h.headers.get('DD-API-KEY') != CREDS['datadog_api_key'] or \
+            h.headers.get('DD-APPLICATION-KEY') != CREDS['datadog_application_key']:
+        raise Reject(403, json.dumps({'errors': ['Forbidden']}))
+    if path == '/api/v1/validate':
+        exact_params(params, [])
+        return {'valid': True}
+    strict(path == '/api/v1/query', 'datadog has no ' + path)
+    p = exact_params(params, ['query', 'from', 'to'])
+    frm, to = integer(p['from'], 'from'), integer(p['to'], 'to')
+    window(frm, to, 1)
+    s = scenario(p['query'])
+    throttle_or_sleep(s)
+    # Two points: the oldest first. The newest bucket is usually incomplete and holds the
+    # opposite value, so a provider that reads it gets the wrong answer.
+    values = {'good': [0.5, 9.0], 'bad': [5.0, 0.1], 'nan': [None, 0.1]}
+    series = []
+    if s in values:
+        series = [{'metric': 'scenario', 'scope': 'scenario:' + s, 'interval': 60, 'length': 2,
+                   'pointlist': [[frm * 1000.0, values[s][0]], [(to - 60) * 1000.0, values[s][1]]]}]
+    return {'status': 'ok', 'res_type': 'time_series', 'query': p['query'], 'from_date': frm * 1000,
+            'to_date': to * 1000, 'series': series}
+
+
+def newrelic(h, method, path, params, body):
+    strict(method == 'GET', 'newrelic wants GET, got ' + method)
+    m = re.fullmatch(r'/v1/accounts/([^/]+)/query', path)
+    strict(m is not None, 'newrelic has no ' + path)
+    strict(m.group(1) == CREDS['newrelic_account_id'], 'account ' + m.group(1))
+    if h.headers.get('X-Query-Key') != CREDS['newrelic_query_key']:
+        raise Reject(401, json.dumps({'error': 'Invalid query key'}))
+    p = exact_params(params, ['nrql'])
+    since = re.fullmatch(r'(.*) SINCE ([0-9]+) seconds ago', p['nrql'], re.DOTALL)
+    strict(since is not None, 'nrql without SINCE <n> seconds ago: ' + p['nrql'])
+    s = scenario(since.group(1))
+    throttle_or_sleep(s)
+    results = {'good': [{'result': 0.5}], 'bad': [{'result': 5.0}], 'nan': [{'result': None}], 'empty': []}
+    return {'results': results.get(s, [{'count': 0}]), 'metadata': {'eventTypes': ['Metric']}}
+
+
+def dynatrace(h, method, path, params, body):
+    strict(method == 'GET', 'dynatrace wants GET, got ' + method)
+    if h.headers.get('Authorization') != 'Api-Token ' + CREDS['dynatrace_token']:
+        raise Reject(401, json.dumps({'error': {'code': 401, 'message': 'Token Authentication failed'}}))
+    if path == '/api/v2/metrics':
+        p = exact_params(params, ['pageSize'])
+        strict(p['pageSize'] == '1', 'pageSize ' + p['pageSize'])
+        return {'totalCount': 1, 'nextPageKey': None, 'metrics': [{'metricId': 'builtin:service.response.time'}]}
+    strict(path == '/api/v2/metrics/query', 'dynatrace has no ' + path)
+    p = exact_params(params, ['metricSelector', 'resolution', 'from', 'to'])
+    strict(p['resolution'] == 'Inf', 'resolution ' + p['resolution'])
+    frm, to = integer(p['from'], 'from'), integer(p['to'], 'to')
+    window(frm, to, 1000)
+    s = scenario(p['metricSelector'])
+    throttle_or_sleep(s)
+    # Flagger reads the last data entry; the first holds the opposite value.
+    values = {'good': [9.0, 0.5], 'bad': [0.1, 5.0], 'nan': [0.1, None]}
+    data = []
+    if s in values:
+        data = [{'dimensions': [d], 'dimensionMap': {'dt.entity.service': d}, 'timestamps': [to],
+                 'values': [v]} for d, v in zip(['SERVICE-1', 'SERVICE-2'], values[s])]
+    return {'totalCount': 1, 'nextPageKey': None, 'resolution': 'Inf',
+            'result': [{'metricId': p['metricSelector'], 'dataPointCountRatio': 0.0001,
+                        'dimensionCountRatio': 0.001, 'data': data}]}
+
+
+INFLUX_HEAD = ('#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double,string,string\r\n'
+               '#group,false,false,true,true,false,false,true,true\r\n'
+               '#default,_result,,,,,,,\r\n'
+               ',result,table,_start,_stop,_time,_value,_field,_measurement\r\n')
+
+
+def influxdb(h, method, path, params, body):
+    strict(method == 'POST', 'influxdb wants POST, got ' + method)
+    strict(path == '/api/v2/query', 'influxdb has no ' + path)
+    p = exact_params(params, ['org'])
+    if h.headers.get('Authorization') != 'Token ' + CREDS['token']:
+        raise Reject(401, json.dumps({'code': 'unauthorized', 'message': 'unauthorized access'}))
+    if p['org'] != CREDS['org']:
+        raise Reject(404, json.dumps({'code': 'not found', 'message': 'organization name "%s" not found' % p['org']}))
+    strict(h.headers.get('Content-Type') == 'application/json', 'Content-Type ' + str(h.headers.get('Content-Type')))
+    try:
+        q = json.loads(body)
+    except ValueError:
+        raise Reject(400, 'strict: the body is not JSON', 'text/plain')
+    strict(q.get('type') == 'flux', 'type %r' % q.get('type'))
+    strict(isinstance(q.get('query'), str) and q['query'], 'no query')
+    d = q.get('dialect', {})
+    strict(d.get('annotations') == ['datatype', 'group', 'default'] and d.get('header') is True and
+           d.get('delimiter') == ',', 'dialect %r' % d)
+    s = scenario(q['query'])
+    throttle_or_sleep(s)
+    rows = {'good': '0.5', 'bad': '5', 'nan': 'NaN'}
+    if s not in rows:
+        return ('\r\n', 'text/csv; charset=utf-8')
+    t = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    return (INFLUX_HEAD + ',,0,%s,%s,%s,%s,value,scenario\r\n\r\n' % (t, t, t, rows[s]), 'text/csv; charset=utf-8')
+
+
+# Temporary credentials handed out by sts: access key id -> (secret, session token).
+TEMPORARY = {}
+
+
+def sigv4_verify(h, method, path, query, body):
+    """Recomputes the SigV4 signature of the request as AWS documents it and compares."""
+    auth = h.headers.get('Authorization', '')
+    m = re.fullmatch(r'AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, '
+                     r'SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})', auth)
+    if not m:
+        raise Reject(403, json.dumps({'__type': 'IncompleteSignatureException', 'message': 'bad Authorization: ' + auth}))
+    key_id, day, region, service, signed, signature = m.groups()
+    if key_id == CREDS['aws_access_key_id']:
+        secret, token = CREDS['aws_secret_access_key'], None
+    elif key_id in TEMPORARY:
+        secret, token = TEMPORARY[key_id]
+    else:
+        raise Reject(403, json.dumps({'__type': 'UnrecognizedClientException',
+                                      'message': 'The security token included in the request is invalid.'}))
+    if token is not None and h.headers.get('X-Amz-Security-Token') != token:
+        raise Reject(403, json.dumps({'__type': 'UnrecognizedClientException', 'message': 'bad session token'}))
+    if region != 'us-east-1':
+        raise Reject(403, json.dumps({'__type': 'SignatureDoesNotMatch',
+                                      'message': "Credential should be scoped to a valid region, not '%s'." % region}))
+    strict(service == 'monitoring', 'signed for service ' + service)
+    names = signed.split(';')
+    for need in ('host', 'x-amz-date', 'content-type', 'x-amz-target'):
+        strict(need in names, need + ' is not signed')
+    if token is not None:
+        strict('x-amz-security-token' in names, 'x-amz-security-token is not signed')
+    amz_date = h.headers.get('X-Amz-Date', '')
+    when = datetime.datetime.strptime(amz_date, '%Y%m%dT%H%M%SZ').replace(tzinfo=datetime.timezone.utc)
+    strict(abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 300, 'X-Amz-Date ' + amz_date)
+    strict(amz_date[:8] == day, 'scope date %s, X-Amz-Date %s' % (day, amz_date))
+    headers = ''.join('%s:%s\n' % (n, ' '.join(h.headers.get(n, '').split())) for n in names)
+    canonical = '\n'.join([method, path, query, headers, signed, hashlib.sha256(body.encode()).hexdigest()])
+    scope = '%s/%s/%s/aws4_request' % (day, region, service)
+    to_sign = '\n'.join(['AWS4-HMAC-SHA256', amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ('AWS4' + secret).encode()
+    for part in (day, region, service, 'aws4_request'):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    want = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    if want != signature:
+        raise Reject(403, json.dumps({'__type': 'SignatureDoesNotMatch',
+                                      'message': 'The request signature we calculated does not match the signature you provided.'}))
+
+
+def cloudwatch(h, method, path, params, body):
+    strict(method == 'POST' and path == '/', 'cloudwatch wants POST /, got %s %s' % (method, path))
+    strict(h.headers.get('X-Amz-Target') == 'GraniteServiceVersion20100801.GetMetricData',
+           'X-Amz-Target ' + str(h.headers.get('X-Amz-Target')))
+    strict(h.headers.get('Content-Type') == 'application/x-amz-json-1.0', 'Content-Type ' + str(h.headers.get('Content-Type')))
+    sigv4_verify(h, method, path, urllib.parse.urlsplit(h.path).query, body)
+    q = json.loads(body)
+    strict(sorted(q) == ['EndTime', 'MaxDatapoints', 'MetricDataQueries', 'StartTime'] or
+           (q.get('MetricDataQueries') == [] and q.get('StartTime') == 0), 'fields %s' % sorted(q))
+    if not q['MetricDataQueries']:
+        raise Reject(400, json.dumps({'__type': 'InvalidParameterValueException',
+                                      'message': 'The parameter MetricDataQueries must be specified.'}))
+    strict(q['MaxDatapoints'] == 20, 'MaxDatapoints %r' % q['MaxDatapoints'])
+    window(q['StartTime'], q['EndTime'], 1)
+    s = scenario(json.dumps(q['MetricDataQueries']))
+    throttle_or_sleep(s)
+    values = {'good': [0.5, 9.0], 'bad': [5.0, 0.1]}.get(s, [])
+    end = q['EndTime']
+    return {'MetricDataResults': [{'Id': q['MetricDataQueries'][0].get('Id', 'q'), 'Label': 'errors',
+                                   'Timestamps': [end - 60 * i for i in range(len(values))], 'Values': values,
+                                   'StatusCode': 'Complete'}], 'Messages': []}
+
+
+def sts(h, method, path, params, body):
+    strict(method == 'POST' and path == '/', 'sts wants POST /')
+    strict(h.headers.get('Content-Type', '').startswith('application/x-www-form-urlencoded'), 'Content-Type')
+    f = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+    strict(f.get('Action') == 'AssumeRoleWithWebIdentity' and f.get('Version') == '2011-06-15', 'action %r' % f)
+    strict(f.get('RoleArn') == CREDS['aws_role_arn'], 'RoleArn %r' % f.get('RoleArn'))
+    strict(bool(f.get('RoleSessionName')), 'no RoleSessionName')
+    if f.get('WebIdentityToken') != CREDS['aws_web_identity_token']:
+        raise Reject(400, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>'
+                          '<Message>Incorrect token audience</Message></Error></ErrorResponse>', 'text/xml')
+    key_id = 'ASIA%012d' % len(TEMPORARY)
+    secret, token = 'temporary-secret-%d' % len(TEMPORARY), 'session-token-%d' % len(TEMPORARY)
+    TEMPORARY[key_id] = (secret, token)
+    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return ('<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            '<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId>'
+            '<SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration>'
+            '</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>'
+            % (key_id, secret, token, expires), 'text/xml')
+
+
+ISSUED_TOKENS = set()
+SHA256_DIGEST_INFO = bytes.fromhex('3031300d060960864801650304020105000420')
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+
+
+def google_token(h, method, path, params, body):
+    strict(method == 'POST', 'token wants POST')
+    strict(h.headers.get('Content-Type', '').startswith('application/x-www-form-urlencoded'), 'Content-Type')
+    f = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+    strict(f.get('grant_type') == 'urn:ietf:params:oauth:grant-type:jwt-bearer', 'grant_type %r' % f.get('grant_type'))
+    parts = f.get('assertion', '').split('.')
+    strict(len(parts) == 3, 'assertion is not a JWT')
+    header, claims = json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1]))
+    strict(header.get('alg') == 'RS256' and header.get('typ') == 'JWT', 'JWT header %r' % header)
+    strict(header.get('kid') == CREDS['google_key_id'], 'kid %r' % header.get('kid'))
+    # RSASSA-PKCS1-v1_5 with SHA-256, verified with the public key (RFC 8017 8.2.2).
+    n = int(CREDS['google_rsa_n'], 16)
+    k = (n.bit_length() + 7) // 8
+    em = pow(int.from_bytes(b64url_decode(parts[2]), 'big'), 65537, n).to_bytes(k, 'big')
+    digest = hashlib.sha256((parts[0] + '.' + parts[1]).encode()).digest()
+    want = b'\x00\x01' + b'\xff' * (k - 3 - len(SHA256_DIGEST_INFO) - len(digest)) + b'\x00' + SHA256_DIGEST_INFO + digest
+    if em != want:
+        raise Reject(400, json.dumps({'error': 'invalid_grant', 'error_description': 'Invalid JWT Signature.'}))
+    now = time.time()
+    strict(claims.get('iss') == CREDS['google_client_email'], 'iss %r' % claims.get('iss'))
+    strict(claims.get('aud') == 'http://%s/token' % h.headers.get('Host'), 'aud %r' % claims.get('aud'))
+    strict(claims.get('scope') == 'https://www.googleapis.com/auth/monitoring.read', 'scope %r' % claims.get('scope'))
+    strict(abs(claims.get('iat', 0) - now) < 60 and claims.get('exp', 0) - claims.get('iat', 0) == 3600, 'iat/exp')
+    token = 'ya29.canaryd-%d' % len(ISSUED_TOKENS)
+    ISSUED_TOKENS.add(token)
+    return {'access_token': token, 'expires_in': 3599, 'token_type': 'Bearer'}
+
+
+def stackdriver(h, method, path, params, body):
+    strict(method == 'POST', 'stackdriver wants POST')
+    m = re.fullmatch(r'/v3/projects/([^/]+)/timeSeries:query', path)
+    strict(m is not None, 'stackdriver has no ' + path)
+    strict(m.group(1) == CREDS['google_project'], 'project ' + m.group(1))
+    auth = h.headers.get('Authorization', '')
+    if not auth.startswith('Bearer ') or auth[7:] not in ISSUED_TOKENS:
+        raise Reject(401, json.dumps({'error': {'code': 401, 'status': 'UNAUTHENTICATED',
+                                                'message': 'Request had invalid authentication credentials.'}}))
+    strict(h.headers.get('Content-Type') == 'application/json', 'Content-Type')
+    q = json.loads(body)
+    strict(sorted(q) == ['query'], 'fields %r' % sorted(q))
+    if not q['query']:
+        raise Reject(400, json.dumps({'error': {'code': 400, 'status': 'INVALID_ARGUMENT',
+                                                'message': 'Field query had an invalid value'}}))
+    s = scenario(q['query'])
+    throttle_or_sleep(s)
+    values = {'good': [0.5, 9.0], 'bad': [5.0, 0.1], 'nan': ['NaN', 0.1]}
+    if s not in values:
+        return {'timeSeriesDescriptor': {'pointDescriptors': [{'key': 'value.ratio', 'valueType': 'DOUBLE'}]}}
+    t = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    return {'timeSeriesDescriptor': {'labelDescriptors': [{'key': 'resource.container_name'}],
+                                     'pointDescriptors': [{'key': 'value.ratio', 'valueType': 'DOUBLE'}]},
+            'timeSeriesData': [{'labelValues': [{'stringValue': 'podinfo'}],
+                                'pointData': [{'values': [{'doubleValue': v}],
+                                               'timeInterval': {'startTime': t, 'endTime': t}} for v in values[s]]}]}
+
+
+ROUTES = [('/api/v1/', datadog), ('/v1/accounts/', newrelic), ('/api/v2/metrics', dynatrace),
+          ('/api/v2/query', influxdb), ('/token', google_token), ('/v3/projects/', stackdriver)]
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def handle_any(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        params = urllib.parse.parse_qs(u.query, keep_blank_values=True)
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0) or 0)).decode()
+        api = ''
+        try:
+            handler = None
+            if u.path == '/' and self.headers.get('X-Amz-Target'):
+                api, handler = 'cloudwatch', cloudwatch
+            elif u.path == '/' and 'AssumeRoleWithWebIdentity' in body:
+                api, handler = 'sts', sts
+            for prefix, fn in ROUTES if handler is None else []:
+                if u.path.startswith(prefix):
+                    api, handler = fn.__name__, fn
+                    break
+            strict(handler is not None, 'no API at ' + u.path)
+            answer = handler(self, method, u.path, params, body)
+            if isinstance(answer, tuple):
+                status, text, ctype = 200, answer[0], answer[1]
+            else:
+                status, text, ctype = 200, json.dumps(answer), 'application/json'
+        except Reject as r:
+            status, text, ctype = r.status, r.body, r.content_type
+        line = json.dumps({'api': api, 'method': method, 'path': u.path, 'params': params,
+                           'headers': {k: v for k, v in self.headers.items()}, 'body': body,
+                           'status': status, 'answer': text[:200]})
+        with LOCK, open(LOG, 'a') as f:
+            f.write(line + '\n')
+        data = text.encode()
+        try:
+            self.send_response(status)
+            self.send_header('Content-Type', ctype)
+            self.send_header('Content-Length', str(len(data)))
+            if status == 429:
+                self.send_header('Retry-After', '1')
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self):
+        self.handle_any('GET')
+
+    def do_POST(self):
+        self.handle_any('POST')
+
+    def log_message(self, *a):
+        pass
+
+
+print('listening', flush=True)
+http.server.ThreadingHTTPServer(('127.0.0.1', PORT), H).serve_forever()
