@@ -179,6 +179,11 @@ child::child(const std::vector<std::string>& argv, const std::map<std::string, s
     : err_path_(std::move(stderr_file)) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  // A test reads stdout only while it waits for a line; with the default 64 KiB pipe a chatty
+  // child (canaryd logging dozens of canaries at 1 s intervals) blocks on its log writes in
+  // between and stops working. 1 MiB (the usual pipe-max-size) holds minutes of such logs;
+  // failure only leaves the default size.
+  (void)::fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
   int err_fd = -1;
   if (err_path_) {
     err_fd = ::open(err_path_->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
