@@ -36,6 +36,7 @@ std::string canary_id(const k8s::object& o) {
 class app_impl final : public app {
  public:
   app_impl(asio::any_io_executor ex, options opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
+    metrics_.include_process_metrics(true);  // as Flagger's default registry's process collector
     metrics_.gauge("flagger_info", "Flagger version and mesh provider information", {"version", "mesh_provider"})
         .set({std::string(version()), opts_.mesh_provider}, 1);
   }
@@ -243,9 +244,14 @@ class app_impl final : public app {
     } else if (parts.path == "/healthz") {
       res.body = "OK\n";
     } else if (parts.path == "/readyz") {
-      bool ready = is_ready();
+      // /readyz: this replica drives canaries (synced and leading). /readyz?standby=true: it
+      // drives them or is a synced standby that can take over at once; the manifests' readiness
+      // probe uses it, so a rolling update can count a standby as available and proceed
+      // (tests/e2e/rollout_test.cpp).
+      const bool standby_ok = parts.param("standby") == std::optional<std::string_view>("true");
+      const bool ready = standby_ok ? (!stopping_ && all_synced_) : is_ready();
       res.status = ready ? 200 : 503;
-      res.body = ready ? "OK\n" : "caches not synced\n";
+      res.body = ready ? "OK\n" : !all_synced_ ? "caches not synced\n" : stopping_ ? "stopping\n" : "standby\n";
     } else if (parts.path == "/metrics") {
       http::set_header(res.headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       res.body = metrics_.render();
