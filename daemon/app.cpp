@@ -48,6 +48,23 @@ class app_impl final : public app {
     } catch (const k8s::config_error& e) {
       return std::string(e.what());
     }
+    // Flagger's -kubeconfig-service-mesh puts the mesh objects (VirtualServices, ...) on the
+    // cluster that kubeconfig names. The same cluster as the main one works as without the flag;
+    // another cluster is refused at start, naming it, rather than silently writing the mesh
+    // objects to the wrong cluster (docs/compatibility.md).
+    if (!opts_.kubeconfig_service_mesh.empty()) {
+      k8s::cluster_config mesh;
+      try {
+        mesh = k8s::load_config({opts_.kubeconfig_service_mesh, {}, {}, {}});
+      } catch (const k8s::config_error& e) {
+        return fmt::format("-kubeconfig-service-mesh: {}", e.what());
+      }
+      if (mesh.server != cfg.server)
+        return fmt::format("-kubeconfig-service-mesh: mesh objects on another cluster ({}) are not supported yet; "
+                           "canaryd manages {} only",
+                           mesh.server, cfg.server);
+      log::info("the service mesh control plane is the same cluster", {{"server", mesh.server}});
+    }
     k8s::api_client_options co;
     co.qps = opts_.kubeconfig_qps;
     co.burst = opts_.kubeconfig_burst;

@@ -1,4 +1,5 @@
 #include "daemon/metric_runner.hpp"
+#include "daemon/outbound.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -149,24 +150,32 @@ asio::awaitable<core::metric_observation> metric_runner::query(const prometheus_
   auto url = boost::urls::parse_uri(ep.address);
   auto origin = http::parse_origin(ep.address);
   if (!url || !origin) co_return failed(outcome::query_failed, fmt::format("prometheus address {} is not a valid URL", ep.address));
-  const std::string key = fmt::format("{}://{}:{}#{}", origin->scheme, origin->host, origin->port, ep.insecure_skip_verify);
-  auto it = clients_.find(key);
-  if (it == clients_.end()) {
-    http::client_options co;
-    co.tls.verify = !ep.insecure_skip_verify;
-    co.max_idle_connections = 2;
-    co.max_body_bytes = 8u << 20;
-    co.user_agent = "canaryd";
-    auto made = http::make_client(ex_, *origin, co);
-    if (!made) co_return failed(outcome::query_failed, fmt::format("request failed: {}", made.error().message()));
-    it = clients_.emplace(key, std::move(*made)).first;
-  }
   http::request req;
   std::string path(url->encoded_path());
   while (!path.empty() && path.back() == '/') path.pop_back();
   req.target = fmt::format("{}/api/v1/query?query={}", path, http::percent_encode(core::collapse_whitespace(promql)));
   for (const auto& [name, values] : ep.headers) {
     for (const auto& v : values) req.headers.push_back({name, v});
+  }
+  // HTTP(S)_PROXY/NO_PROXY, as Go's ProxyFromEnvironment in Flagger's Prometheus client.
+  http::client_options co;
+  auto routed = route_outbound(fmt::format("{}://{}{}", std::string(url->scheme()), std::string(url->encoded_authority()),
+                                           req.target),
+                               {}, co, req);
+  if (!routed) co_return failed(outcome::query_failed, fmt::format("prometheus address {}: {}", ep.address, routed.error()));
+  auto via = http::parse_origin(*routed);
+  if (!via) co_return failed(outcome::query_failed, fmt::format("proxy for {} is not a valid URL", ep.address));
+  const std::string key = fmt::format("{}://{}:{}#{}#{}", via->scheme, via->host, via->port, ep.insecure_skip_verify,
+                                      co.connect_proxy ? co.connect_proxy->host + ":" + co.connect_proxy->port : "");
+  auto it = clients_.find(key);
+  if (it == clients_.end()) {
+    co.tls.verify = !ep.insecure_skip_verify;
+    co.max_idle_connections = 2;
+    co.max_body_bytes = 8u << 20;
+    co.user_agent = "canaryd";
+    auto made = http::make_client(ex_, *via, co);
+    if (!made) co_return failed(outcome::query_failed, fmt::format("request failed: {}", made.error().message()));
+    it = clients_.emplace(key, std::move(*made)).first;
   }
   if (!ep.bearer_token.empty()) {
     http::set_header(req.headers, "Authorization", "Bearer " + ep.bearer_token);
