@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
 #include <regex>
 #include <set>
 #include <sstream>

@@ -129,9 +129,8 @@ outcome roll(const kubesim_instance& sim, const strategy& s, std::chrono::millis
   while (std::chrono::steady_clock::now() - last_progress < stall_limit) {
     std::vector<bool> ready;
     for (const auto& p : pods) ready.push_back(probe_ready(s, *p));
-    int total = static_cast<int>(pods.size()), new_count = 0, new_unavailable = 0, available = 0, old_count = 0;
+    int total = static_cast<int>(pods.size()), new_count = 0, new_unavailable = 0, old_count = 0;
     for (std::size_t i = 0; i < pods.size(); ++i) {
-      available += ready[i];
       if (pods[i]->is_new) {
         ++new_count;
         new_unavailable += !ready[i];
