@@ -221,7 +221,7 @@ std::vector<std::string> strings_at(const boost::json::value& v, std::string_vie
 }
 
 // Applies what kubesim serves (it has no Prometheus Operator CRDs) and returns the kinds applied.
-std::set<std::string> apply(const kubesim_instance& sim, const std::vector<boost::json::value>& docs) {
+std::set<std::string> apply_docs(const kubesim_instance& sim, const std::vector<boost::json::value>& docs) {
   std::set<std::string> kinds;
   for (const auto& d : docs) {
     std::string kind(d.at("kind").as_string());
@@ -268,7 +268,7 @@ TEST_CASE("deploy/chart with default values renders Flagger's default command, a
   kubesim_instance sim;
   setup_cluster(sim);
   sim.kubectl_ok({"create", "namespace", "flagger-system"});
-  auto kinds = apply(sim, docs);
+  auto kinds = apply_docs(sim, docs);
   CHECK(kinds == std::set<std::string>{"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"});
   run_as_pod(sim, strings_at(dep, "/spec/template/spec/containers/0/command"),
              strings_at(dep, "/spec/template/spec/containers/0/readinessProbe/exec/command"));
@@ -298,7 +298,7 @@ TEST_CASE("a Flagger user's values.yaml (Slack, leader election, ServiceMonitor)
   kubesim_instance sim;
   setup_cluster(sim);
   sim.kubectl_ok({"create", "namespace", "istio-system"});
-  auto kinds = apply(sim, docs);
+  auto kinds = apply_docs(sim, docs);
   CHECK(kinds.count("PodDisruptionBudget") == 1);
   // The rendered command, as the pod runs it; its -slack-url is overridden by SLACK_URL from the
   // Secret in a pod, which the environment stands for here.
@@ -324,5 +324,5 @@ TEST_CASE("deploy/loadtester-chart renders Flagger's loadtester command and prob
   CHECK(doc_of_kind(docs, "Service").at_pointer("/spec/ports/0/port").as_int64() == 80);
   kubesim_instance sim;
   setup_cluster(sim);
-  CHECK(apply(sim, docs) == std::set<std::string>{"Deployment", "Service"});
+  CHECK(apply_docs(sim, docs) == std::set<std::string>{"Deployment", "Service"});
 }

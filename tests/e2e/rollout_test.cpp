@@ -12,6 +12,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <fstream>
@@ -162,7 +163,10 @@ outcome roll(const kubesim_instance& sim, const strategy& s, std::chrono::millis
       const int min_available = s.replicas - s.max_unavailable;
       int max_scaled_down = total - min_available - new_unavailable;
       auto stop = [&](std::size_t i) {
-        out.steps.push_back("stop " + pods[i]->name + (ready[i] ? " (ready)" : " (not ready)"));
+        auto strict = http_call("GET", "http://127.0.0.1:" + std::to_string(pods[i]->d.port) + "/readyz", {}, 2s);
+        const bool leader = strict && strict->status == 200;
+        out.steps.push_back("stop " + pods[i]->name + (ready[i] ? " (ready" : " (not ready") +
+                            (leader ? ", leader)" : ", standby)"));
         pods[i]->d.proc->signal(SIGTERM);
         pods[i]->d.proc->wait(10s);
         pods.erase(pods.begin() + static_cast<std::ptrdiff_t>(i));
@@ -219,6 +223,9 @@ void rolls_through(const json::value& deployment) {
                                 "jsonpath={.spec.holderIdentity}"});
   CHECK(!holder.empty());
   MESSAGE("rollout: " << dump(o));
+  // Both old replicas went, the standby first and the leader after it.
+  CHECK(std::count(o.steps.begin(), o.steps.end(), "stop old-2 (ready, standby)") == 1);
+  CHECK(std::count(o.steps.begin(), o.steps.end(), "stop old-1 (ready, leader)") == 1);
 }
 
 }  // namespace
@@ -255,6 +262,6 @@ TEST_CASE("the manifest before the fix (readiness on /readyz, maxSurge 0, maxUna
   CHECK_FALSE(o.completed);
   // The standby went first (not ready), its replacement is a standby too, and the leader stays.
   REQUIRE(o.steps.size() >= 3);
-  CHECK(o.steps[2] == "stop old-2 (not ready)");
+  CHECK(o.steps[2] == "stop old-2 (not ready, standby)");
   CHECK(o.steps.back() == "start new-3");
 }
