@@ -102,7 +102,14 @@ void run_as_pod(const kubesim_instance& sim, const std::vector<std::string>& com
   CHECK(p.exit_code == 0);
   // The flags were taken, not just tolerated: the start line names the cluster and the port.
   bool listening = false;
-  for (const auto& l : pod.lines()) listening = listening || l.find("\"listen\":\"0.0.0.0:8080\"") != std::string::npos;
+  for (const auto& l : pod.lines()) {
+    if (l.find("\"listen\":\"0.0.0.0:8080\"") == std::string::npos) continue;
+    listening = true;
+    // zap's keys in zap's order, with the short caller (directory/file:line).
+    CHECK(l.starts_with("{\"level\":\"info\",\"ts\":\""));
+    CHECK(l.find("\",\"caller\":\"daemon/app.cpp:") != std::string::npos);
+    CHECK(l.find("\",\"msg\":\"canaryd starting\"") > l.find("\"caller\""));
+  }
   CHECK(listening);
   pod.signal(SIGTERM);
   auto code = pod.wait(10s);
