@@ -333,3 +333,22 @@ TEST_CASE("deploy/loadtester-chart renders Flagger's loadtester command and prob
   setup_cluster(sim);
   CHECK(apply_docs(sim, docs) == std::set<std::string>{"Deployment", "Service"});
 }
+
+TEST_CASE("the chart's controlplane.kubeconfig becomes -kubeconfig-service-mesh: the same cluster runs, another is refused by name") {
+  auto docs = docs_of(render_chart({"--set", "controlplane.kubeconfig.secretName=mesh-kubeconfig"}));
+  auto command = strings_at(doc_of_kind(docs, "Deployment"), "/spec/template/spec/containers/0/command");
+  CHECK(std::count(command.begin(), command.end(), "-kubeconfig-service-mesh=/tmp/controlplane/kubeconfig") == 1);
+
+  kubesim_instance sim;
+  setup_cluster(sim);
+  auto same = start_canaryd(sim, {"-kubeconfig-service-mesh", sim.kubeconfig().string()});
+  CHECK(same.proc->running());
+
+  kubesim_instance other;
+  child refused({canaryd_path(), "-listen-address=127.0.0.1", "-port", std::to_string(free_port()), "-kubeconfig",
+                 sim.kubeconfig().string(), "-kubeconfig-service-mesh", other.kubeconfig().string()});
+  CHECK(refused.wait_for_line("-kubeconfig-service-mesh: mesh objects on another cluster", 15s));
+  auto code = refused.wait(15s);
+  REQUIRE(code);
+  CHECK(*code == 1);
+}
