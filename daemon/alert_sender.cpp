@@ -1,4 +1,5 @@
 #include "daemon/alert_sender.hpp"
+#include "daemon/outbound.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json.hpp>
@@ -122,20 +123,10 @@ asio::awaitable<std::string> post_alert(std::shared_ptr<alert_sender::state> st,
   req.target = path.empty() ? "/" : path;
   if (parsed->has_query()) req.target += "?" + std::string(parsed->encoded_query());
   http::client_options co;
-  std::string origin_url = url;
-  if (!target.proxy.empty()) {
-    auto proxy = http::parse_origin(target.proxy);
-    if (!proxy) co_return fmt::format("invalid proxy URL: {}", proxy.error().message());
-    if (parsed->scheme() == "https") {
-      // As Go's http.Transport: a CONNECT tunnel through the proxy, TLS to the origin inside.
-      co.connect_proxy = std::move(*proxy);
-    } else {
-      // Plain http: the proxy gets the absolute URI and the origin's Host (RFC 9112 §3.2.2).
-      origin_url = target.proxy;
-      req.target = url.substr(0, url.find('#'));
-      http::set_header(req.headers, "Host", std::string(parsed->encoded_authority()));
-    }
-  }
+  // The provider's proxy, else HTTP(S)_PROXY/NO_PROXY as Go's ProxyFromEnvironment.
+  auto routed = route_outbound(url, target.proxy, co, req);
+  if (!routed) co_return routed.error();
+  const std::string origin_url = *routed;
   auto origin = http::parse_origin(origin_url);
   if (!origin) co_return fmt::format("invalid hook URL: {}", origin.error().message());
   http::set_header(req.headers, "Content-Type", "application/json");

@@ -36,6 +36,7 @@ std::string canary_id(const k8s::object& o) {
 class app_impl final : public app {
  public:
   app_impl(asio::any_io_executor ex, options opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
+    metrics_.include_process_metrics(true);  // as Flagger's default registry's process collector
     metrics_.gauge("flagger_info", "Flagger version and mesh provider information", {"version", "mesh_provider"})
         .set({std::string(version()), opts_.mesh_provider}, 1);
   }
@@ -46,6 +47,23 @@ class app_impl final : public app {
       cfg = k8s::load_config({opts_.kubeconfig, opts_.master, opts_.context, {}});
     } catch (const k8s::config_error& e) {
       return std::string(e.what());
+    }
+    // Flagger's -kubeconfig-service-mesh puts the mesh objects (VirtualServices, ...) on the
+    // cluster that kubeconfig names. The same cluster as the main one works as without the flag;
+    // another cluster is refused at start, naming it, rather than silently writing the mesh
+    // objects to the wrong cluster (docs/compatibility.md).
+    if (!opts_.kubeconfig_service_mesh.empty()) {
+      k8s::cluster_config mesh;
+      try {
+        mesh = k8s::load_config({opts_.kubeconfig_service_mesh, {}, {}, {}});
+      } catch (const k8s::config_error& e) {
+        return fmt::format("-kubeconfig-service-mesh: {}", e.what());
+      }
+      if (mesh.server != cfg.server)
+        return fmt::format("-kubeconfig-service-mesh: mesh objects on another cluster ({}) are not supported yet; "
+                           "canaryd manages {} only",
+                           mesh.server, cfg.server);
+      log::info("the service mesh control plane is the same cluster", {{"server", mesh.server}});
     }
     k8s::api_client_options co;
     co.qps = opts_.kubeconfig_qps;
@@ -249,9 +267,14 @@ class app_impl final : public app {
     } else if (parts.path == "/healthz") {
       res.body = "OK\n";
     } else if (parts.path == "/readyz") {
-      bool ready = is_ready();
+      // /readyz: this replica drives canaries (synced and leading). /readyz?standby=true: it
+      // drives them or is a synced standby that can take over at once; the manifests' readiness
+      // probe uses it, so a rolling update can count a standby as available and proceed
+      // (tests/e2e/rollout_test.cpp).
+      const bool standby_ok = parts.param("standby") == std::optional<std::string_view>("true");
+      const bool ready = standby_ok ? (!stopping_ && all_synced_) : is_ready();
       res.status = ready ? 200 : 503;
-      res.body = ready ? "OK\n" : "caches not synced\n";
+      res.body = ready ? "OK\n" : !all_synced_ ? "caches not synced\n" : stopping_ ? "stopping\n" : "standby\n";
     } else if (parts.path == "/metrics") {
       http::set_header(res.headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       res.body = metrics_.render();

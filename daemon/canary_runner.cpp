@@ -460,7 +460,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       flagger_metrics_(std::make_unique<canary_metrics>(registry)),
       owners_(std::make_unique<ownership>(k)),
       tasks_gauge_(registry.gauge("canaryd_canary_tasks", "Running canary tasks")),
-      resumed_(registry.counter("canaryd_canaries_resumed",
+      resumed_(registry.counter("canaryd_canaries_resumed_total",
                                 "Canary tasks that finished their first decision since the process started")),
       // Fine buckets below 0.1 s: the goal is a p99 under 100 ms (bench/).
       timer_lag_(registry.histogram("canaryd_timer_lag_seconds",

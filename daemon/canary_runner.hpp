@@ -56,7 +56,7 @@ class canary_runner {
   enum class source { deployment, configmap, secret, daemonset, statefulset, service };
 
   // `alerts` delivers send_alert steps; `registry` receives the task metrics
-  // (canaryd_canary_tasks, canaryd_canaries_resumed, canaryd_timer_lag_seconds). Both must
+  // (canaryd_canary_tasks, canaryd_canaries_resumed_total, canaryd_timer_lag_seconds). Both must
   // outlive the runner.
   canary_runner(boost::asio::any_io_executor ex, cluster& k, const options& opts, alert_sender& alerts,
                 metrics_registry& registry);

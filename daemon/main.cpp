@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (opts.version) {
-    std::printf("%.*s\n", static_cast<int>(version().size()), version().data());
+    std::fputs(version_text(version()).c_str(), stdout);
     return 0;
   }
   log::level lvl{};

@@ -10,6 +10,7 @@
 
 #include "core/duration.hpp"
 #include "daemon/aws_credentials.hpp"
+#include "daemon/outbound.hpp"
 #include "k8s/http_client.hpp"
 
 namespace canaryd {
@@ -35,17 +36,25 @@ void provider_env::stop() {
 asio::awaitable<boost::system::result<http::response, std::string>> provider_env::send(
     std::string_view base, bool insecure_skip_verify, http::request req, std::chrono::milliseconds timeout) {
   if (stopped_) co_return std::string("cancelled");
-  auto origin = http::parse_origin(base);
-  if (!origin) co_return fmt::format("{} is not a valid URL", base);
-  const std::string key = fmt::format("{}://{}:{}#{}", origin->scheme, origin->host, origin->port, insecure_skip_verify);
+  auto url = boost::urls::parse_uri(base);
+  if (!url || !http::parse_origin(base)) co_return fmt::format("{} is not a valid URL", base);
+  // HTTP(S)_PROXY/NO_PROXY, as Go's ProxyFromEnvironment in Flagger's provider clients: the
+  // request goes to the proxy (http) or through a CONNECT tunnel (https) when one applies.
+  http::client_options co;
+  auto routed = route_outbound(
+      fmt::format("{}://{}{}", std::string(url->scheme()), std::string(url->encoded_authority()), req.target), {}, co, req);
+  if (!routed) co_return fmt::format("{}: {}", base, routed.error());
+  auto via = http::parse_origin(*routed);
+  if (!via) co_return fmt::format("proxy for {} is not a valid URL", base);
+  const std::string key = fmt::format("{}://{}:{}#{}#{}", via->scheme, via->host, via->port, insecure_skip_verify,
+                                      co.connect_proxy ? co.connect_proxy->host + ":" + co.connect_proxy->port : "");
   auto it = clients_.find(key);
   if (it == clients_.end()) {
-    http::client_options co;
     co.tls.verify = !insecure_skip_verify;
     co.max_idle_connections = 2;
     co.max_body_bytes = 8u << 20;
     co.user_agent = "canaryd";
-    auto made = http::make_client(ex_, *origin, co);
+    auto made = http::make_client(ex_, *via, co);
     if (!made) co_return made.error().message();
     it = clients_.emplace(key, std::move(*made)).first;
   }

@@ -1,8 +1,13 @@
 #include "daemon/metrics_registry.hpp"
 
+#include <unistd.h>
+
 #include <cassert>
 #include <cmath>
+#include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
+#include <sstream>
 
 namespace canaryd {
 namespace {
@@ -145,7 +150,71 @@ metric_family& metrics_registry::histogram(std::string name, std::string help, s
 std::string metrics_registry::render() const {
   std::string out;
   for (const auto& f : families_) f->render(out);
+  if (process_) render_process_metrics(out);
   return out;
+}
+
+namespace {
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help, double v) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{} ", name, help, name, type, name);
+  append_value(out, v);
+  out.push_back('\n');
+}
+
+std::string read_all(const char* path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+void render_process_metrics(std::string& out) {
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  // /proc/self/stat: fields after the parenthesised command; utime, stime (14, 15), starttime (22),
+  // vsize (23), rss (24), counted from 1 as in proc(5).
+  std::string stat = read_all("/proc/self/stat");
+  if (auto close = stat.rfind(')'); close != std::string::npos && ticks > 0) {
+    std::istringstream in(stat.substr(close + 2));
+    std::vector<std::string> f{"", "", ""};  // fields 1 and 2 are before; index 3 is the state
+    for (std::string w; in >> w;) f.push_back(w);
+    if (f.size() > 24) {
+      double utime = std::stod(f[14]), stime = std::stod(f[15]), start = std::stod(f[22]);
+      family(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+             (utime + stime) / ticks);
+      family(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", std::stod(f[23]));
+      family(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", std::stod(f[24]) * page);
+      // The boot time (btime in /proc/stat) plus the start in ticks since boot: seconds since the epoch.
+      std::istringstream sys(read_all("/proc/stat"));
+      for (std::string k; sys >> k;) {
+        if (k != "btime") continue;
+        double btime = 0;
+        sys >> btime;
+        family(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+               btime + start / ticks);
+        break;
+      }
+    }
+  }
+  std::error_code ec;
+  std::size_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec))
+    ++fds;
+  if (!ec) family(out, "process_open_fds", "gauge", "Number of open file descriptors.", static_cast<double>(fds));
+  std::istringstream limits(read_all("/proc/self/limits"));
+  for (std::string l; std::getline(limits, l);) {
+    if (!l.starts_with("Max open files")) continue;
+    std::istringstream w(l.substr(14));
+    std::string soft;
+    w >> soft;
+    if (soft == "unlimited") break;
+    family(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.", std::stod(soft));
+    break;
+  }
 }
 
 }  // namespace canaryd

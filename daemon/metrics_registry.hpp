@@ -49,11 +49,18 @@ class metrics_registry {
   metric_family& histogram(std::string name, std::string help, std::vector<std::string> labels = {},
                            std::vector<double> buckets = {});
   std::string render() const;
+  // Also render the process_* families of Prometheus' Go process collector (CPU seconds, RSS,
+  // virtual memory, open and max fds, start time), read from /proc at each render.
+  void include_process_metrics(bool on) { process_ = on; }
 
  private:
   metric_family& add(std::string name, std::string help, metric_type t, std::vector<std::string> labels,
                      std::vector<double> buckets);
   std::vector<std::unique_ptr<metric_family>> families_;
+  bool process_ = false;
 };
+
+// The process_* families, rendered from /proc/self; families whose source cannot be read are left out.
+void render_process_metrics(std::string& out);
 
 }  // namespace canaryd

@@ -1,6 +1,8 @@
 #include "daemon/options.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <map>
 #include <fmt/format.h>
 
 #include "core/duration.hpp"
@@ -8,7 +10,7 @@
 namespace canaryd {
 namespace {
 
-enum class kind { string, boolean, integer, number, duration, list };
+enum class kind { string, boolean, integer, number, duration, list, value, uinteger };
 
 struct flag_def {
   std::string_view name;
@@ -74,6 +76,47 @@ auto list(std::vector<std::string> options::*m) {
     o.*m = split_list(v);
     return std::nullopt;
   };
+}
+
+// A flag whose value is checked (as its Go type would be) and then dropped.
+auto ignored(kind k) {
+  return [k](options&, std::string_view v) -> std::optional<std::string> {
+    if (k == kind::boolean && !parse_bool(v)) return fmt::format("invalid boolean value \"{}\"", v);
+    if (k == kind::integer && !parse_number<int>(v)) return fmt::format("invalid integer \"{}\"", v);
+    if (k == kind::uinteger && !parse_number<unsigned long long>(v)) return fmt::format("invalid unsigned integer \"{}\"", v);
+    return std::nullopt;
+  };
+}
+
+// What Go's flag.PrintDefaults shows after a flag's usage: its default, unless it is the type's
+// zero value. Written out because these are the defaults of `options` and of klog's flags;
+// tests/daemon/options_test.cpp checks them against a default `options`.
+const std::map<std::string_view, std::string_view>& go_defaults() {
+  static const std::map<std::string_view, std::string_view> m = {
+      {"log-level", "\"info\""},
+      {"port", "8080"},
+      {"metrics-server", "\"http://prometheus:9090\""},
+      {"mesh-provider", "\"istio\""},
+      {"selector-labels", "\"app,name,app.kubernetes.io/name\""},
+      {"leader-election-namespace", "\"kube-system\""},
+      {"leader-election-lease-duration", "1m0s"},
+      {"leader-election-renew-deadline", "15s"},
+      {"leader-election-retry-period", "5s"},
+      {"kubeconfig-qps", "100"},
+      {"kubeconfig-burst", "250"},
+      {"slack-user", "\"flagger\""},
+      {"enable-config-tracking", "true"},
+      {"control-loop-interval", "10s"},
+      {"threadiness", "2"},
+      {"max-concurrent-ticks", "256"},
+      {"zap-encoding", "\"json\""},
+      {"ingress-annotations-prefix", "\"nginx.ingress.kubernetes.io\""},
+      {"logtostderr", "true"},
+      {"stderrthreshold", "2"},
+      {"log_file_max_size", "1800"},
+      {"log_backtrace_at", ":0"},
+  };
+  return m;
 }
 
 const std::vector<flag_def>& flags() {
@@ -171,6 +214,31 @@ const std::vector<flag_def>& flags() {
       {"version", kind::boolean, "Print the version and exit.", boolean(&options::version)},
       {"help", kind::boolean, "Print this help and exit.", boolean(&options::help)},
       {"h", kind::boolean, "Print this help and exit.", boolean(&options::help)},
+      // klog's flags (Flagger calls klog.InitFlags): accepted with their types checked, and
+      // ignored, because canaryd has one logger (-log-level) and no klog.
+      {"v", kind::value, "number for the log level verbosity (klog; accepted and ignored)", ignored(kind::integer)},
+      {"vmodule", kind::value, "comma-separated list of pattern=N settings for file-filtered logging (klog; accepted and ignored)",
+       ignored(kind::string)},
+      {"logtostderr", kind::boolean, "log to standard error instead of files (klog; accepted and ignored)", ignored(kind::boolean)},
+      {"alsologtostderr", kind::boolean, "log to standard error as well as files (klog; accepted and ignored)",
+       ignored(kind::boolean)},
+      {"stderrthreshold", kind::value, "logs at or above this threshold go to stderr (klog; accepted and ignored)",
+       ignored(kind::string)},
+      {"log_dir", kind::string, "If non-empty, write log files in this directory (klog; accepted and ignored)",
+       ignored(kind::string)},
+      {"log_file", kind::string, "If non-empty, use this log file (klog; accepted and ignored)", ignored(kind::string)},
+      {"log_file_max_size", kind::uinteger, "Defines the maximum size a log file can grow to in MB (klog; accepted and ignored)",
+       ignored(kind::uinteger)},
+      {"log_backtrace_at", kind::value, "when logging hits line file:N, emit a stack trace (klog; accepted and ignored)",
+       ignored(kind::string)},
+      {"add_dir_header", kind::boolean, "If true, adds the file directory to the header of the log messages (klog; accepted and ignored)",
+       ignored(kind::boolean)},
+      {"skip_headers", kind::boolean, "If true, avoid header prefixes in the log messages (klog; accepted and ignored)",
+       ignored(kind::boolean)},
+      {"skip_log_headers", kind::boolean, "If true, avoid headers when opening log files (klog; accepted and ignored)",
+       ignored(kind::boolean)},
+      {"one_output", kind::boolean, "If true, only write logs to their native severity level (klog; accepted and ignored)",
+       ignored(kind::boolean)},
   };
   return defs;
 }
@@ -184,7 +252,6 @@ const flag_def* find_flag(std::string_view name) {
 }  // namespace
 
 std::optional<std::string> parse_options(const std::vector<std::string>& args, options& out, const env_lookup& env) {
-  std::vector<std::string_view> seen;  // flags given on the command line win over the environment
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
     if (a.size() < 2 || a[0] != '-') return fmt::format("unexpected argument \"{}\"", a);
@@ -208,14 +275,11 @@ std::optional<std::string> parse_options(const std::vector<std::string>& args, o
       }
     }
     if (auto err = f->set(out, value)) return fmt::format("invalid value \"{}\" for flag -{}: {}", value, name, *err);
-    seen.push_back(f->name);
   }
+  // Flagger's fromEnv(): a non-empty environment variable wins over its flag.
   if (env) {
     for (const auto& f : flags()) {
       if (f.env.empty()) continue;
-      bool given = false;
-      for (auto s : seen) given = given || s == f.name;
-      if (given) continue;
       if (auto v = env(f.env); v && !v->empty()) {
         if (auto err = f.set(out, *v)) return fmt::format("invalid value in ${}: {}", f.env, *err);
       }
@@ -231,23 +295,41 @@ std::optional<std::string> parse_options(const std::vector<std::string>& args, o
 }
 
 std::string usage() {
+  // Go's flag.PrintDefaults: sorted by name; "  -name type" then the usage on the next line
+  // after "    \t" (on the same line after a tab for a one-letter flag without a type),
+  // and " (default X)" unless X is the zero value.
+  std::vector<const flag_def*> sorted;
+  for (const auto& f : flags()) sorted.push_back(&f);
+  std::sort(sorted.begin(), sorted.end(), [](const flag_def* a, const flag_def* b) { return a->name < b->name; });
   std::string s = "Usage of canaryd:\n";
-  options defaults;
-  for (const auto& f : flags()) {
+  for (const auto* f : sorted) {
     std::string_view type;
-    switch (f.k) {
+    switch (f->k) {
       case kind::string: type = " string"; break;
       case kind::integer: type = " int"; break;
+      case kind::uinteger: type = " uint"; break;
       case kind::number: type = " float"; break;
       case kind::duration: type = " duration"; break;
       case kind::list: type = " string"; break;
+      case kind::value: type = " value"; break;
       case kind::boolean: type = ""; break;
     }
-    s += fmt::format("  -{}{}\n    \t{}", f.name, type, f.help);
-    if (!f.env.empty()) s += fmt::format(" (env ${})", f.env);
-    s += "\n";
+    std::string line = fmt::format("  -{}{}", f->name, type);
+    line += line.size() <= 4 ? "\t" : "\n    \t";
+    line += f->help;
+    if (!f->env.empty()) line += fmt::format(" (env ${} wins over the flag)", f->env);
+    if (auto d = go_defaults().find(f->name); d != go_defaults().end()) line += fmt::format(" (default {})", d->second);
+    s += line + "\n";
   }
   return s;
+}
+
+std::string version_text(std::string_view version) {
+  return fmt::format(
+      "canaryd {}\n"
+      "A progressive delivery operator, Flagger-compatible: it reads flagger.app/v1beta1 Canary, MetricTemplate and "
+      "AlertProvider resources unchanged and behaves as Flagger {} does, with Flagger's flags.\n",
+      version, flagger_compatible_version);
 }
 
 }  // namespace canaryd

@@ -58,8 +58,14 @@ using env_lookup = std::function<std::optional<std::string>(std::string_view)>;
 std::optional<std::string> parse_options(const std::vector<std::string>& args, options& out,
                                          const env_lookup& env = {});
 
-// The -help text: every flag and what it does.
+// The -help text as Go's flag package prints it: every flag, sorted, with its default.
 std::string usage();
+
+// The Flagger release whose behaviour canaryd follows (docs/compatibility.md).
+inline constexpr std::string_view flagger_compatible_version = "1.44.0";
+
+// The -version text: canaryd's version, what it is, and the Flagger version it is compatible with.
+std::string version_text(std::string_view version);
 
 
 }  // namespace canaryd

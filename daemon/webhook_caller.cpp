@@ -1,4 +1,5 @@
 #include "daemon/webhook_caller.hpp"
+#include "daemon/outbound.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -32,12 +33,23 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
     out.error = fmt::format("invalid webhook URL {}: {}", hook.url, url.error().message());
     co_return out;
   }
-  auto origin = http::parse_origin(hook.url);
+  http::client_options co;
+  http::request req;
+  std::string target(url->encoded_path());
+  if (target.empty()) target = "/";
+  req.target = target;
+  if (url->has_query()) req.target += "?" + std::string(url->encoded_query());
+  // HTTP(S)_PROXY/NO_PROXY, as Go's ProxyFromEnvironment in Flagger's webhook client.
+  auto routed = route_outbound(hook.url, {}, co, req);
+  if (!routed) {
+    out.error = fmt::format("invalid webhook URL {}: {}", hook.url, routed.error());
+    co_return out;
+  }
+  auto origin = http::parse_origin(*routed);
   if (!origin) {
     out.error = fmt::format("invalid webhook URL {}: {}", hook.url, origin.error().message());
     co_return out;
   }
-  http::client_options co;
   co.tls.verify = !hook.disable_tls;
   co.max_idle_connections = 0;
   co.max_body_bytes = 1u << 20;
@@ -55,12 +67,7 @@ boost::asio::awaitable<core::webhook_outcome> call_webhook(boost::asio::any_io_e
                        {"phase", std::string(core::to_string(phase))},
                        {"checksum", core::webhook_checksum(c.status)},
                        {"metadata", std::move(meta)}};
-  http::request req;
   req.method = "POST";
-  std::string target(url->encoded_path());
-  if (target.empty()) target = "/";
-  if (url->has_query()) target += "?" + std::string(url->encoded_query());
-  req.target = std::move(target);
   http::set_header(req.headers, "Content-Type", "application/json");
   req.body = json::serialize(payload);
 

@@ -40,7 +40,16 @@ level current_level() noexcept { return g_level; }
 void set_sink(std::FILE* f) noexcept { g_sink = f; }
 bool enabled(level l) noexcept { return l >= g_level.load(std::memory_order_relaxed); }
 
-void write(level l, std::string_view msg, std::initializer_list<field> fields) {
+std::string short_caller(const std::source_location& where) {
+  std::string_view file = where.file_name();
+  // Keep "dir/file.cpp": cut before the second-to-last '/'.
+  if (auto last = file.rfind('/'); last != std::string_view::npos && last > 0) {
+    if (auto prev = file.rfind('/', last - 1); prev != std::string_view::npos) file.remove_prefix(prev + 1);
+  }
+  return fmt::format("{}:{}", file, where.line());
+}
+
+void write(level l, std::string_view msg, std::initializer_list<field> fields, const std::source_location& where) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);
@@ -55,7 +64,9 @@ void write(level l, std::string_view msg, std::initializer_list<field> fields) {
   line += "\",\"ts\":\"";
   fmt::format_to(std::back_inserter(line), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-  line += "\",\"msg\":";
+  line += "\",\"caller\":";
+  json_text::append_quoted(line, short_caller(where));
+  line += ",\"msg\":";
   json_text::append_quoted(line, msg);
   for (const auto& f : fields) {
     line.push_back(',');

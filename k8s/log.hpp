@@ -1,11 +1,13 @@
 #pragma once
-// JSON-lines logging with Flagger's field names: {"level","ts","caller","msg",...}.
+// JSON-lines logging with Flagger's (zap's) field names, in its order: {"level","ts","caller","msg",...}.
 // One line per call, written whole with one fwrite, so lines never interleave.
 //
 // Thread affinity: any thread may call, but the sink and level are set once at startup.
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <initializer_list>
+#include <source_location>
 #include <string_view>
 #include <variant>
 
@@ -33,11 +35,26 @@ struct field {
   field(std::string_view k, I v) : key(k), value(static_cast<std::int64_t>(v)) {}
 };
 
-void write(level l, std::string_view msg, std::initializer_list<field> fields = {});
+// `where` becomes zap's short `caller` field: the source file's directory and name, and the
+// line ("daemon/canary_runner.cpp:120"), taken at the call site by the defaults below.
+void write(level l, std::string_view msg, std::initializer_list<field> fields = {},
+           const std::source_location& where = std::source_location::current());
 
-inline void debug(std::string_view m, std::initializer_list<field> f = {}) { if (enabled(level::debug)) write(level::debug, m, f); }
-inline void info(std::string_view m, std::initializer_list<field> f = {}) { if (enabled(level::info)) write(level::info, m, f); }
-inline void warn(std::string_view m, std::initializer_list<field> f = {}) { if (enabled(level::warn)) write(level::warn, m, f); }
-inline void error(std::string_view m, std::initializer_list<field> f = {}) { write(level::error, m, f); }
+// The short caller of a source location: the last directory and the file name, with the line.
+std::string short_caller(const std::source_location& where);
+
+using loc = std::source_location;
+inline void debug(std::string_view m, std::initializer_list<field> f = {}, const loc& w = loc::current()) {
+  if (enabled(level::debug)) write(level::debug, m, f, w);
+}
+inline void info(std::string_view m, std::initializer_list<field> f = {}, const loc& w = loc::current()) {
+  if (enabled(level::info)) write(level::info, m, f, w);
+}
+inline void warn(std::string_view m, std::initializer_list<field> f = {}, const loc& w = loc::current()) {
+  if (enabled(level::warn)) write(level::warn, m, f, w);
+}
+inline void error(std::string_view m, std::initializer_list<field> f = {}, const loc& w = loc::current()) {
+  write(level::error, m, f, w);
+}
 
 }  // namespace canaryd::log

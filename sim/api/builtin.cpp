@@ -408,6 +408,9 @@ std::vector<resource_info> resources() {
   out.push_back(make("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, {}, {}, false, false));
   out.push_back(make("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, {}, {},
                      false, false));
+  // Stored and served (deploy/ and its chart create one); evictions are not simulated.
+  out.push_back(make("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true,
+                     {"pdb"}, {}, true, true));
   out.push_back(make("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, {"ing"}, {}, true, true));
   out.push_back(make("events.k8s.io", "v1", "events", "event", "Event", true, {"ev"}, {}, false, false));
   out.push_back(make("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",

@@ -132,14 +132,15 @@ TEST_CASE("our CRDs have every field path of Flagger's, with its types, enums an
     CHECK(ours.paths.count(p) == 1);
 }
 
-TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privilege RBAC and a hardened two-replica Deployment") {
+TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privilege RBAC, a hardened two-replica Deployment, its PDB and metrics Service") {
   kubesim_instance ks;  // kubectl's dispatcher asks a server for its version first
   auto out = ks.kubectl_ok({"kustomize", (source_root() / "deploy").string()});
   auto docs = yaml_docs(out);
   std::multiset<std::string> kinds;
   for (const auto& d : docs) kinds.insert(kind_of(d));
   CHECK(kinds.count("CustomResourceDefinition") == 3);
-  for (auto k : {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"})
+  for (auto k : {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment",
+                 "PodDisruptionBudget", "Service"})
     CHECK(kinds.count(k) == 1);
 
   const auto* dep = find_doc(docs, "Deployment", "canaryd");
@@ -155,13 +156,15 @@ TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privileg
   CHECK(c.at("securityContext").at("runAsUser").as_int64() == 10001);
   CHECK_FALSE(c.at("securityContext").at("allowPrivilegeEscalation").as_bool());
   CHECK(c.at("livenessProbe").at("httpGet").at("path").as_string() == "/healthz");
-  CHECK(c.at("readinessProbe").at("httpGet").at("path").as_string() == "/readyz");
+  // A synced standby is ready (tests/e2e/rollout_test.cpp: the rolling update can proceed).
+  CHECK(c.at("readinessProbe").at("httpGet").at("path").as_string() == "/readyz?standby=true");
   CHECK(c.at("ports").at(0).at("containerPort").as_int64() == 8080);
   CHECK(c.at("resources").at("requests").as_object().contains("memory"));
   std::vector<std::string> args;
   for (const auto& a : c.at("args").as_array()) args.emplace_back(a.as_string());
   CHECK(std::count(args.begin(), args.end(), "-enable-leader-election=true") == 1);
-  CHECK(std::count(args.begin(), args.end(), "-leader-election-namespace=canaryd") == 1);
+  // Flagger's default Lease namespace: canaryd and a leader-electing Flagger exclude each other.
+  CHECK(std::count(args.begin(), args.end(), "-leader-election-namespace=kube-system") == 1);
 
   // canaryd's flags accept the Deployment's arguments (-help lists every flag it knows).
   auto help = run({(build_root() / "daemon" / "canaryd").string(), "-help"});
@@ -171,7 +174,7 @@ TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privileg
     CHECK((help.out + help.err).find("-" + name) != std::string::npos);
   }
 
-  // RBAC: no wildcards; status and finalizers of Canaries; Leases only in canaryd's namespace.
+  // RBAC: no wildcards; status and finalizers of Canaries; Leases only in the Lease's namespace.
   const auto* role = find_doc(docs, "ClusterRole", "canaryd");
   REQUIRE(role);
   std::set<std::string> granted;
@@ -192,7 +195,10 @@ TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privileg
   CHECK(granted.count("coordination.k8s.io/leases") == 0);
   const auto* lease_role = find_doc(docs, "Role", "canaryd-leader-election");
   REQUIRE(lease_role);
-  CHECK(lease_role->at("metadata").at("namespace").as_string() == "canaryd");
+  CHECK(lease_role->at("metadata").at("namespace").as_string() == "kube-system");
+  const auto* pdb = find_doc(docs, "PodDisruptionBudget", "canaryd");
+  REQUIRE(pdb);
+  CHECK(pdb->at("spec").at("minAvailable").as_int64() == 1);
 }
 
 TEST_CASE("deploy/ applies into kubesim and kubectl get canaries prints Status, Weight and LastTransitionTime") {
