@@ -31,8 +31,9 @@
 //
 // Time: decide() never reads a clock. Analysis steps are paced: one per analysis interval,
 // counted from the later of the last step the daemon ran (`last_step`, in memory) and
-// status.lastTransitionTime (written with every status change), so a restarted daemon waits only
-// what was left of the interval. Reactions to change are not paced: initialization, a new
+// status.lastTransitionTime, which every step writes with its time in milliseconds (a step that
+// would otherwise only record events gets a status write for it), so a restarted daemon waits
+// exactly what was left of the interval, neither less nor more (issue 11). Reactions to change are not paced: initialization, a new
 // revision (Initialized/Succeeded/Failed -> Progressing, or a restart during the analysis),
 // deletion and invalid specs are decided on the wake that sees them.
 //
