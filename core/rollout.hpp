@@ -226,7 +226,9 @@ struct decision {
   // What to do, in order. The daemon stops at the first failing cluster action (anything but
   // record_event, send_alert and call_webhooks), records a Warning event with its error (as
   // Flagger's recordEventWarningf("%v")) and leaves the rest to the next wake: every step is
-  // level-based, so re-deciding from the new observed state is always safe.
+  // level-based, so re-deciding from the new observed state is always safe. Reports (events,
+  // alerts, post-rollout hooks) are held until the actions and status write before them
+  // succeeded and dropped when one fails: the next decision makes them again, once.
   std::vector<rollout_step> steps;
 
   // This decision consumed the interval's analysis step: the daemon sets last_step = now.

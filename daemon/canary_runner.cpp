@@ -313,11 +313,26 @@ struct runner_access {
     return it->second.get();
   }
 
+  static bool is_report(const core::rollout_step& s) {
+    return std::holds_alternative<core::record_event>(s) || std::holds_alternative<core::send_alert>(s) ||
+           std::holds_alternative<core::call_webhooks>(s);
+  }
+
+  // The decision's steps in order, except that reports (Events, alerts, post-rollout hooks) wait
+  // until the cluster actions and status write before them succeeded: they are delivered after
+  // each status write that landed, and at the end. A step that fails drops the reports not yet
+  // delivered: the retry decides them again, so each is delivered once (issue 11: "New revision
+  // detected!" recorded, then its scale-up failed on a 500 and the retry recorded it again).
   static asio::awaitable<void> apply(canary_runner& r, task& t, const core::canary& c, const k8s::object& obj,
                                      target_controller* target, mesh_router* mesh, const core::decision& d,
                                      core::wall_time now) {
+    std::vector<const core::rollout_step*> pending;
     for (const auto& step : d.steps) {
       if (t.stopped) co_return;
+      if (is_report(step)) {
+        pending.push_back(&step);
+        continue;
+      }
       action_result res;
       if (auto* a = std::get_if<core::workload_action>(&step)) {
         res = co_await workload(r, t, c, obj, target, mesh, *a);
@@ -336,16 +351,10 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
         if (res && s->status.last_transition_time == now) t.step_written = true;
-      } else if (auto* s = std::get_if<core::record_event>(&step)) {
-        r.events_->record(c, s->event, now);
-      } else if (auto* s = std::get_if<core::send_alert>(&step)) {
-        r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
-      } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
-        std::vector<core::webhook_outcome> outcomes;
-        for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
-        // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
-        const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
-        for (const auto& e : events) r.events_->record(c, e, now);
+        if (res) {
+          co_await deliver(r, t, c, pending, now);
+          pending.clear();
+        }
       }
       if (!res) {
         t.action_failed = true;
@@ -356,6 +365,25 @@ struct runner_access {
         ev.phase = c.status.phase;
         r.events_->record(c, ev, now);
         co_return;
+      }
+    }
+    co_await deliver(r, t, c, pending, now);
+  }
+
+  static asio::awaitable<void> deliver(canary_runner& r, task& t, const core::canary& c,
+                                       const std::vector<const core::rollout_step*>& reports, core::wall_time now) {
+    for (const auto* step : reports) {
+      if (t.stopped) co_return;
+      if (auto* s = std::get_if<core::record_event>(step)) {
+        r.events_->record(c, s->event, now);
+      } else if (auto* s = std::get_if<core::send_alert>(step)) {
+        r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
+      } else if (auto* s = std::get_if<core::call_webhooks>(step)) {
+        std::vector<core::webhook_outcome> outcomes;
+        for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
+        // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
+        const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
+        for (const auto& e : events) r.events_->record(c, e, now);
       }
     }
   }

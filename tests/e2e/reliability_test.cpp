@@ -184,11 +184,21 @@ struct rollout {
 
 // A ready pod behind every apex Service: one `kubectl get` of Services and Pods, the selector of
 // each apex Service (appN) matched against the pods' labels. Returns the apps without one.
-std::vector<std::string> apex_without_ready_pod(const kubesim_instance& sim, int apps) {
-  auto v = get_json(sim, {"services,pods"});
+// Read straight from kubesim's API (no kubectl process per sample), so it samples every few ms.
+std::optional<std::vector<std::string>> apex_without_ready_pod(const kubesim_instance& sim, int apps) {
+  auto svcs = http_call("GET", sim.api_url() + "/api/v1/namespaces/demo/services");
+  auto pods = http_call("GET", sim.api_url() + "/api/v1/namespaces/demo/pods");
+  if (!svcs || !pods || svcs->status != 200 || pods->status != 200) return std::nullopt;  // not a sample
+  json::array items;
+  for (const auto* body : {&svcs->body, &pods->body}) {
+    auto list = json::parse(*body);
+    const std::string kind = body == &svcs->body ? "Service" : "Pod";
+    for (auto& it : list.at("items").as_array()) {
+      it.as_object()["kind"] = kind;
+      items.push_back(std::move(it));
+    }
+  }
   std::vector<std::string> bad;
-  if (v.is_null()) return bad;  // kubectl itself failed: not a sample
-  const auto& items = v.at("items").as_array();
   for (int i = 0; i < apps; ++i) {
     const std::string name = app_name(i);
     const json::object* selector = nullptr;
@@ -470,18 +480,28 @@ TEST_CASE("canaryd killed with SIGKILL at random moments: every rollout ends as 
   fleet f(apps);
   std::vector<rollout> all;
   std::vector<std::pair<std::int64_t, std::int64_t>> down;
+  // The sampler: a ready pod behind every apex Service, checked continuously from its own thread.
+  std::atomic<bool> sampling{true};
+  std::atomic<int> round_no{0};
   std::size_t samples = 0;
   std::vector<std::string> unserved;
+  std::thread sampler([&] {
+    while (sampling) {
+      if (auto missing = apex_without_ready_pod(f.sim, apps)) {
+        ++samples;
+        for (auto& m : *missing) unserved.push_back("round " + std::to_string(round_no.load()) + ": " + m);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
   std::uniform_int_distribution<int> between_kills(300, 2500);
   auto next_kill = std::chrono::steady_clock::now() + std::chrono::milliseconds(between_kills(rng));
   for (int r = 0; r < rounds; ++r) {
     const std::string tag = "6.1." + std::to_string(r + 1);
     // One release in four deserves a rollback, a different app each round.
     auto bad = [&](int i) { return (r + i) % 4 == 3; };
+    round_no = r + 1;
     auto rs = f.round(tag, bad, [&] {
-      auto missing = apex_without_ready_pod(f.sim, apps);
-      ++samples;
-      for (auto& m : missing) unserved.push_back("round " + std::to_string(r + 1) + ": " + m);
       if (std::chrono::steady_clock::now() < next_kill) return;
       const std::int64_t killed = now_ms();
       f.canaryd.kill9();
@@ -491,6 +511,8 @@ TEST_CASE("canaryd killed with SIGKILL at random moments: every rollout ends as 
     });
     all.insert(all.end(), rs.begin(), rs.end());
   }
+  sampling = false;
+  sampler.join();
   f.canaryd.stop();
   const auto lines = f.canaryd.lines();
 
