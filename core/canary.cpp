@@ -874,13 +874,14 @@ class canary_validator {
   }
 };
 
-void append_time(std::string& out, std::string_view key, const std::optional<wall_time>& t, bool& first) {
+void append_time(std::string& out, std::string_view key, const std::optional<wall_time>& t, bool& first,
+                 bool milliseconds = false) {
   if (!t) return;
   if (!first) out += ',';
   first = false;
   append_json_string(out, key);
   out += ':';
-  append_json_string(out, format_rfc3339(*t));
+  append_json_string(out, milliseconds ? format_rfc3339_ms(*t) : format_rfc3339(*t));
 }
 
 void append_member(std::string& out, std::string_view key, std::string_view value, bool& first) {
@@ -1051,7 +1052,9 @@ std::string encode_status(const canary_status& st) {
   }
   if (!st.last_applied_spec.empty()) append_member(out, "lastAppliedSpec", st.last_applied_spec, first);
   if (!st.last_promoted_spec.empty()) append_member(out, "lastPromotedSpec", st.last_promoted_spec, first);
-  append_time(out, "lastTransitionTime", st.last_transition_time, first);
+  // Milliseconds: the time of the last analysis step, which a restarted daemon paces from
+  // (core/rollout.hpp); seconds would shorten its first wait by up to a second (issue 11).
+  append_time(out, "lastTransitionTime", st.last_transition_time, first, true);
   if (!st.conditions.empty()) {
     out += ",\"conditions\":[";
     for (std::size_t i = 0; i < st.conditions.size(); ++i) {

@@ -847,6 +847,30 @@ class decider {
     return std::all_of(outcomes.begin(), outcomes.end(), [](const auto& o) { return o.ok; });
   }
 
+  // Every analysis step that changes or reports anything leaves its time in
+  // status.lastTransitionTime (milliseconds), where a restarted daemon finds it: most steps
+  // write the status anyway; one that only records events (waiting for readiness, a held
+  // traffic increase, a suspended canary) gets a write of its own, placed before its events and
+  // alerts, which are reported only once the write landed. A step that neither changes nor
+  // reports anything (a confirm-rollout gate still closed) writes nothing: a restart may ask
+  // the gate again early, which nobody sees.
+  void record_step_time() {
+    auto is_write = [](const rollout_step& s) { return std::holds_alternative<write_status>(s); };
+    auto last = std::find_if(d_.steps.rbegin(), d_.steps.rend(), is_write);
+    if (last != d_.steps.rend() && std::get<write_status>(*last).status.last_transition_time == now_) return;
+    auto reports = [](const rollout_step& s) {
+      return std::holds_alternative<record_event>(s) || std::holds_alternative<send_alert>(s) ||
+             std::holds_alternative<call_webhooks>(s);
+    };
+    auto at = std::find_if(d_.steps.begin(), d_.steps.end(), reports);
+    if (at == d_.steps.end()) return;
+    st_.last_transition_time = now_;
+    at = d_.steps.insert(at, write_status{st_});
+    for (auto it = std::next(at); it != d_.steps.end(); ++it) {
+      if (auto* w = std::get_if<write_status>(&*it)) w->status.last_transition_time = now_;
+    }
+  }
+
   decision finish() {
     if (d_.needs_input()) {
       d_.steps.clear();
@@ -855,6 +879,7 @@ class decider {
       d_.phase = c_.status.phase;
       return std::move(d_);
     }
+    if (d_.step_taken) record_step_time();
     d_.phase = st_.phase;
     if (idle_) {
       d_.wake_at.reset();

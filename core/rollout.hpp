@@ -31,8 +31,9 @@
 //
 // Time: decide() never reads a clock. Analysis steps are paced: one per analysis interval,
 // counted from the later of the last step the daemon ran (`last_step`, in memory) and
-// status.lastTransitionTime (written with every status change), so a restarted daemon waits only
-// what was left of the interval. Reactions to change are not paced: initialization, a new
+// status.lastTransitionTime, which every step writes with its time in milliseconds (a step that
+// would otherwise only record events gets a status write for it), so a restarted daemon waits
+// exactly what was left of the interval, neither less nor more (issue 11). Reactions to change are not paced: initialization, a new
 // revision (Initialized/Succeeded/Failed -> Progressing, or a restart during the analysis),
 // deletion and invalid specs are decided on the wake that sees them.
 //
@@ -234,7 +235,9 @@ struct decision {
   // What to do, in order. The daemon stops at the first failing cluster action (anything but
   // record_event, send_alert and call_webhooks), records a Warning event with its error (as
   // Flagger's recordEventWarningf("%v")) and leaves the rest to the next wake: every step is
-  // level-based, so re-deciding from the new observed state is always safe.
+  // level-based, so re-deciding from the new observed state is always safe. Reports (events,
+  // alerts, post-rollout hooks) are held until the actions and status write before them
+  // succeeded and dropped when one fails: the next decision makes them again, once.
   std::vector<rollout_step> steps;
 
   // This decision consumed the interval's analysis step: the daemon sets last_step = now.

@@ -80,4 +80,13 @@ std::string format_rfc3339(wall_time t) {
                      hms.minutes().count(), hms.seconds().count());
 }
 
+std::string format_rfc3339_ms(wall_time t) {
+  using namespace std::chrono;
+  const auto ms = floor<milliseconds>(t) - floor<seconds>(t);
+  std::string out = format_rfc3339(t);
+  if (ms.count() == 0) return out;
+  out.pop_back();  // the Z
+  return fmt::format("{}.{:03}Z", out, ms.count());
+}
+
 }  // namespace canaryd::core

@@ -19,4 +19,10 @@ std::optional<wall_time> parse_rfc3339(std::string_view text);
 // Seconds precision with "Z", as metav1.Time serializes: "2024-05-01T10:00:00Z".
 std::string format_rfc3339(wall_time t);
 
+// Milliseconds precision when there is a fraction ("2024-05-01T10:00:00.250Z"), else as
+// format_rfc3339. Still an RFC 3339 date-time (the CRD's `format: date-time`), which metav1.Time
+// parses (and Flagger then rewrites at seconds precision). Used for status.lastTransitionTime,
+// the anchor of the analysis pacing that a restarted daemon resumes from (core/rollout.hpp).
+std::string format_rfc3339_ms(wall_time t);
+
 }  // namespace canaryd::core

@@ -50,13 +50,24 @@ struct canary_runner::task {
   bool stopped = false;
   std::optional<core::wall_time> last_step;
   std::set<std::string> interests;
-  // The Canary as our last status write returned it, and the resourceVersion it replaced: while
-  // the cache still holds that older version, the written object is the truth.
+  // The Canary as our last write (or our last read after a conflict or a failed write) returned
+  // it, and every resourceVersion known to be older: the cache's when we wrote, each base we
+  // wrote over, our earlier writes. While the cache holds one of those, `written` is the truth;
+  // deciding from the cache then would repeat a step (issue 11: "Initialization done!" twice
+  // within 1 ms, iterations run twice while a cut watch had the cache behind).
   k8s::object_ptr written;
-  std::string written_over;
+  std::set<std::string> superseded;
   std::string cached_version;  // of the cache's object when this tick started
   bool resumed = false;        // the first tick since start has finished
   bool action_failed = false;  // apply() stopped at a failed cluster action this tick
+  // A status write failed without an answer we can trust (5xx, timeout): whether it landed is
+  // unknown, so the next tick reads the Canary from the API server before deciding again.
+  bool reread = false;
+  // A status write met a newer Canary: apply() stopped and the tick is decided again at once
+  // from that Canary (no Warning: nothing failed).
+  bool redecide = false;
+  bool step_written = false;   // this tick's status write carrying the step's time landed
+  int failures = 0;            // consecutive ticks that stopped at a failed action (backoff)
 };
 
 namespace {
@@ -138,19 +149,47 @@ struct runner_access {
     }
   }
 
-  // The Canary to decide on: the cache's, unless our own status write is newer.
+  // The Canary to decide on: the cache's, unless what we wrote (or read) is newer.
   static k8s::object_ptr current(canary_runner& r, task& t) {
     auto obj = r.k_.canaries.get(t.namespace_name, t.name);
     if (!obj) return nullptr;
     t.cached_version = obj->resource_version();
-    if (t.written && obj->uid() == t.written->uid() && obj->resource_version() == t.written_over) return t.written;
+    if (t.written && obj->uid() == t.written->uid() && t.superseded.contains(obj->resource_version())) return t.written;
+    // The cache has what we wrote, or something newer (another writer): it is the truth again.
     t.written.reset();
+    t.superseded.clear();
     return obj;
+  }
+
+  // When to try again after `failures` consecutive failed ticks: 100 ms doubling, at most one
+  // interval. A failed step is retried soon, so a 5xx or a 429 lengthens its wait by a fraction
+  // of the interval instead of a whole one (which made rollouts under API faults 6.3x slower).
+  static std::chrono::milliseconds retry_delay(int failures, std::chrono::milliseconds interval) {
+    auto d = std::chrono::milliseconds(100);
+    for (int i = 1; i < failures && d < interval; ++i) d *= 2;
+    return std::min(d, std::max(interval, std::chrono::milliseconds(100)));
   }
 
   static asio::awaitable<std::optional<core::wall_time>> tick(canary_runner& r, task& t) {
     auto obj = current(r, t);
     if (!obj) co_return std::nullopt;
+    if (t.reread) {
+      // The last status write may or may not have landed: decide from the API server's Canary.
+      auto fresh = co_await r.k_.client.get(resources::canaries, t.namespace_name, t.name);
+      if (t.stopped) co_return std::nullopt;
+      if (!fresh) {
+        if (k8s::is_not_found(fresh.error())) co_return std::nullopt;  // the cache will say it is gone
+        ++t.failures;
+        log::warn(fmt::format("cannot read the canary after a failed status write: {}", fresh.error().what()),
+                  {{"canary", t.name + "." + t.namespace_name}});
+        co_return core::wall_clock::now() + retry_delay(t.failures, std::chrono::seconds(1));
+      }
+      t.reread = false;
+      if (fresh->uid() == obj->uid()) {
+        remember(t, *obj, std::move(*fresh));
+        obj = t.written;
+      }
+    }
     core::decode_options dopts;
     dopts.no_cross_namespace_refs = r.opts_.no_cross_namespace_refs;
     auto dec = core::decode_canary(obj->json(), dopts);
@@ -244,22 +283,56 @@ struct runner_access {
         continue;
       }
       t.action_failed = false;
-      co_await apply(r, t, c, *obj, target, mesh, d);
-      if (d.step_taken) t.last_step = now;
+      t.redecide = false;
+      t.step_written = false;
+      co_await apply(r, t, c, *obj, target, mesh, d, now);
+      // The step is taken when its status write (which carries `now`) landed, or it had none and
+      // nothing failed; a step whose write failed is tried again soon, not an interval later.
+      if (d.step_taken && (t.step_written || !t.action_failed)) {
+        t.last_step = now;
+        log_step(c, d, now);
+      }
       r.flagger_metrics_->tick(c, d, std::chrono::steady_clock::now() - started);
+      if (t.redecide) {
+        // A newer Canary than the one decided from: decide again from it (remembered in
+        // `written`). A second conflict in a row backs off like a failure.
+        t.dirty = t.failures++ == 0;
+        if (!t.dirty) co_return core::wall_clock::now() + retry_delay(t.failures - 1, c.analysis_interval());
+        co_return d.wake_at;
+      }
       // A failed cluster action (5xx, timeout, the client rate limit's deadline) leaves the
       // cluster short of the decision, and an idle decision (initialization, the end of a
       // promotion) waits for a change that then never comes: found by bench/ at 10,000 canaries,
-      // where 6,000 initializations stalled for good. Retry after one analysis interval, as
-      // Flagger's per-canary ticker would.
+      // where 6,000 initializations stalled for good. Retry with a backoff from 100 ms up to one
+      // analysis interval (Flagger's per-canary ticker retries after one interval).
       if (t.action_failed) {
-        const core::wall_time retry = now + c.analysis_interval();
+        const core::wall_time retry = core::wall_clock::now() + retry_delay(++t.failures, c.analysis_interval());
         if (!d.wake_at || *d.wake_at > retry) co_return retry;
+        co_return d.wake_at;
       }
+      t.failures = 0;
       co_return d.wake_at;
     }
     log::error("decide() kept asking for input; giving up until the next change", {{"canary", c.id()}});
     co_return std::nullopt;
+  }
+
+  // One debug line per analysis step taken, with the state it wrote: what tests/e2e's
+  // reliability suite measures gaps, repeats and skips from (docs/reliability.md).
+  static void log_step(const core::canary& c, const core::decision& d, core::wall_time now) {
+    if (!log::enabled(log::level::debug)) return;
+    const core::canary_status* st = nullptr;
+    for (const auto& s : d.steps) {
+      if (auto* w = std::get_if<core::write_status>(&s)) st = &w->status;
+    }
+    if (!st) return;
+    const std::string at = core::format_rfc3339_ms(now);
+    log::debug("analysis step", {{"canary", c.id()},
+                                 {"decidedAt", at},
+                                 {"phase", core::to_string(st->phase)},
+                                 {"iterations", st->iterations},
+                                 {"canaryWeight", st->canary_weight},
+                                 {"failedChecks", st->failed_checks}});
   }
 
   static mesh_router* router_for(canary_runner& r, const core::canary& c) {
@@ -269,11 +342,27 @@ struct runner_access {
     return it->second.get();
   }
 
+  static bool is_report(const core::rollout_step& s) {
+    return std::holds_alternative<core::record_event>(s) || std::holds_alternative<core::send_alert>(s) ||
+           std::holds_alternative<core::call_webhooks>(s);
+  }
+
+  // The decision's steps in order, except that reports (Events, alerts, post-rollout hooks) wait
+  // until the cluster actions and status write before them succeeded: they are delivered after
+  // each status write that landed, and at the end. A step that fails drops the reports not yet
+  // delivered: the retry decides them again, so each is delivered once (issue 11: "New revision
+  // detected!" recorded, then its scale-up failed on a 500 and the retry recorded it again).
   static asio::awaitable<void> apply(canary_runner& r, task& t, const core::canary& c, const k8s::object& obj,
-                                     target_controller* target, mesh_router* mesh, const core::decision& d) {
+                                     target_controller* target, mesh_router* mesh, const core::decision& d,
+                                     core::wall_time now) {
     const core::canary_status* status = &c.status;  // the status as this tick last wrote it
+    std::vector<const core::rollout_step*> pending;
     for (const auto& step : d.steps) {
       if (t.stopped) co_return;
+      if (is_report(step)) {
+        pending.push_back(&step);
+        continue;
+      }
       action_result res;
       if (auto* a = std::get_if<core::workload_action>(&step)) {
         res = co_await workload(r, t, c, obj, target, mesh, *a);
@@ -292,19 +381,15 @@ struct runner_access {
       } else if (auto* s = std::get_if<core::write_status>(&step)) {
         res = co_await write_status(r, t, c, obj, s->status);
         if (res) status = &s->status;
-      } else if (auto* s = std::get_if<core::record_event>(&step)) {
-        r.events_->record(c, s->event);
-      } else if (auto* s = std::get_if<core::send_alert>(&step)) {
-        r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
-      } else if (auto* s = std::get_if<core::call_webhooks>(&step)) {
-        std::vector<core::webhook_outcome> outcomes;
-        for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
-        // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
-        const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
-        for (const auto& e : events) r.events_->record(c, e);
+        if (res && s->status.last_transition_time == now) t.step_written = true;
+        if (res) {
+          co_await deliver(r, t, c, pending, now);
+          pending.clear();
+        }
       }
       if (!res) {
         t.action_failed = true;
+        if (t.redecide) co_return;
         core::canary_event ev;
         ev.severity = core::event_severity::warning;
         ev.message = res.error();
@@ -322,12 +407,31 @@ struct runner_access {
             break;
           }
           cond.message = why;
-          cond.last_update_time = core::wall_clock::now();
+          cond.last_update_time = now;
           if (!t.stopped && !std::holds_alternative<core::write_status>(step)) (void)co_await write_status(r, t, c, obj, held);
           break;
         }
-        if (!repeated) r.events_->record(c, ev);
+        if (!repeated) r.events_->record(c, ev, now);
         co_return;
+      }
+    }
+    co_await deliver(r, t, c, pending, now);
+  }
+
+  static asio::awaitable<void> deliver(canary_runner& r, task& t, const core::canary& c,
+                                       const std::vector<const core::rollout_step*>& reports, core::wall_time now) {
+    for (const auto* step : reports) {
+      if (t.stopped) co_return;
+      if (auto* s = std::get_if<core::record_event>(step)) {
+        r.events_->record(c, s->event, now);
+      } else if (auto* s = std::get_if<core::send_alert>(step)) {
+        r.alerts_.send(c, *s);  // returns at once: delivery never delays the rollout
+      } else if (auto* s = std::get_if<core::call_webhooks>(step)) {
+        std::vector<core::webhook_outcome> outcomes;
+        for (const auto& h : s->hooks) outcomes.push_back(co_await call_webhook(r.ex_, c, h, s->payload_phase));
+        // Named, not a range-for temporary: GCC 12 mishandles temporaries' lifetimes across co_await.
+        const auto events = core::webhook_outcome_events(c, s->type, s->payload_phase, outcomes);
+        for (const auto& e : events) r.events_->record(c, e, now);
       }
     }
   }
@@ -394,9 +498,13 @@ struct runner_access {
     json::object body{{"metadata", std::move(meta)}};
     const std::string text = json::serialize(body);
     auto res = co_await r.k_.client.patch(resources::canaries, t.namespace_name, t.name, k8s::patch_type::merge, text);
-    if (!res) co_return action_result(fmt::format("{} finalizer on {} failed: {}", add ? "adding" : "removing", c.id(),
-                                                  res.error().what()));
-    remember(t, std::move(*res));
+    if (!res) {
+      // Landed or not (a lost answer), or a newer Canary than ours (409): read before deciding again.
+      t.reread = true;
+      co_return action_result(fmt::format("{} finalizer on {} failed: {}", add ? "adding" : "removing", c.id(),
+                                          res.error().what()));
+    }
+    remember(t, latest(t, obj), std::move(*res));
     co_return action_result();
   }
 
@@ -406,13 +514,24 @@ struct runner_access {
     return t.written && t.written->uid() == obj.uid() ? *t.written : obj;
   }
 
-  static void remember(task& t, k8s::object after) {
-    t.written_over = t.cached_version;
+  // `after` is newer than `base` (what a write replaced, or what a read found out of date), than
+  // the cache's view this tick, and than anything remembered before.
+  static void remember(task& t, const k8s::object& base, k8s::object after) {
+    if (!t.cached_version.empty()) t.superseded.insert(t.cached_version);
+    if (!base.resource_version().empty()) t.superseded.insert(base.resource_version());
+    if (t.written) t.superseded.insert(t.written->resource_version());
+    t.superseded.erase(after.resource_version());
     t.written = std::make_shared<const k8s::object>(std::move(after));
   }
 
-  // The whole status through the status subresource; on Conflict re-read and retry with the
-  // same status value.
+  // The whole status through the status subresource, on the Canary decided from (or our later
+  // write of it). Never a status decided from a stale view (issue 11):
+  //   - 409: the Canary is re-read once. If it already holds this status, our write landed
+  //     earlier (an answer lost, then a replay met our own write): done. If its status is the
+  //     one decided from (someone changed metadata or spec), the status is put on it once more.
+  //     Otherwise the step was decided from an old status: nothing is written, and the tick is
+  //     decided again at once from the Canary read (t.redecide).
+  //   - any other failure: whether it landed is unknown, so the next tick re-reads (t.reread).
   static asio::awaitable<action_result> write_status(canary_runner& r, task& t, const core::canary& c,
                                                      const k8s::object& obj, const core::canary_status& status) {
     json::value st;
@@ -422,23 +541,51 @@ struct runner_access {
       co_return action_result(fmt::format("cannot encode the status of {}: {}", c.id(), e.what()));
     }
     k8s::object base = latest(t, obj);
-    for (int attempt = 0; attempt < 5; ++attempt) {
+    json::value decided_from = status_of(base);
+    for (int attempt = 0; attempt < 2; ++attempt) {
       json::value v = base.to_value();
       if (!v.is_object()) co_return action_result(fmt::format("canary {} is not a JSON object", c.id()));
       v.as_object()["status"] = st;
       const std::string body = json::serialize(v);
       auto res = co_await r.k_.client.update_status(resources::canaries, t.namespace_name, t.name, body);
       if (res) {
-        remember(t, std::move(*res));
+        remember(t, base, std::move(*res));
         co_return action_result();
       }
-      if (!k8s::is_conflict(res.error()))
+      if (!k8s::is_conflict(res.error())) {
+        t.reread = true;
         co_return action_result(fmt::format("status update of {} failed: {}", c.id(), res.error().what()));
+      }
       auto fresh = co_await r.k_.client.get(resources::canaries, t.namespace_name, t.name);
-      if (!fresh) co_return action_result(fmt::format("status update of {} failed: {}", c.id(), fresh.error().what()));
+      if (!fresh) {
+        t.reread = true;
+        co_return action_result(fmt::format("status update of {} failed: {}", c.id(), fresh.error().what()));
+      }
+      const json::value now_there = status_of(*fresh);
+      if (fresh->uid() != base.uid()) co_return action_result(fmt::format("canary {} was replaced", c.id()));
+      if (now_there == st) {
+        remember(t, base, std::move(*fresh));
+        co_return action_result();
+      }
+      if (now_there != decided_from) {
+        remember(t, base, std::move(*fresh));
+        t.redecide = true;
+        co_return action_result(fmt::format("status of {} changed meanwhile; deciding again", c.id()));
+      }
       base = std::move(*fresh);
     }
-    co_return action_result(fmt::format("status update of {} failed: conflicts kept coming", c.id()));
+    // Two conflicts with the same status: someone keeps changing the Canary's metadata or spec.
+    t.reread = true;
+    t.redecide = true;
+    co_return action_result(fmt::format("status update of {} failed: the Canary keeps changing", c.id()));
+  }
+
+  static json::value status_of(const k8s::object& o) {
+    json::value v = o.to_value();
+    if (auto* obj = v.if_object()) {
+      if (auto* s = obj->if_contains("status")) return *s;
+    }
+    return json::object();
   }
 };
 

@@ -69,7 +69,7 @@ class deployment_controller final : public target_controller {
 
   void observe(const core::canary& c, core::observed_state& obs, core::wall_time now) const override {
     const std::string& ns = c.metadata.namespace_;
-    const auto target = k_.deployments.get(ns, c.spec.target_ref.name);
+    const auto target = deployment(ns, c.spec.target_ref.name);
     if (!target) {
       facts_.erase(k8s::object_key(ns, c.spec.target_ref.name));
       statuses_.erase(k8s::object_key(ns, c.spec.target_ref.name));
@@ -94,7 +94,7 @@ class deployment_controller final : public target_controller {
     for (const auto& t : *configs) obs.tracked_configs[t.key] = t.checksum;
     obs.target_scaled_to_zero = f.replicas == 0;
     obs.canary = core::canary_readiness(c, &status_of(*target), now);
-    const auto primary = k_.deployments.get(ns, c.primary_workload_name());
+    const auto primary = deployment(ns, c.primary_workload_name());
     if (!primary) statuses_.erase(k8s::object_key(ns, c.primary_workload_name()));
     obs.primary = core::primary_readiness(c, primary ? &status_of(*primary) : nullptr, now);
     // Only adoption from Flagger consults it (a lastAppliedSpec that is not our hash), and it
@@ -118,7 +118,7 @@ class deployment_controller final : public target_controller {
       case workload_action::scale_to_zero:
         co_return co_await scale_target(c, 0, "scaling down {}.{} failed: {}");
       case workload_action::scale_from_zero: {
-        const auto target = k_.deployments.get(c.metadata.namespace_, c.spec.target_ref.name);
+        const auto target = deployment(c.metadata.namespace_, c.spec.target_ref.name);
         if (!target) co_return action_result(boost::system::in_place_error, core::missing_deployment_error(c.spec.target_ref.name, c.metadata.namespace_));
         const auto replicas = scale_from_zero_count(c, target->json());
         co_return co_await scale_target(c, replicas, fmt::format("scaling up {{}}.{{}} to {} failed: {{}}", replicas));
@@ -306,7 +306,7 @@ class deployment_controller final : public target_controller {
   }
 
   long long scale_from_zero_count(const core::canary& c, std::string_view target_json) const {
-    const auto primary = k_.deployments.get(c.metadata.namespace_, c.primary_workload_name());
+    const auto primary = deployment(c.metadata.namespace_, c.primary_workload_name());
     k8s::object_ptr hpa;
     if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind == "HorizontalPodAutoscaler") {
       hpa = k_.hpas.get(c.metadata.namespace_, c.spec.autoscaler_ref->name);
@@ -320,12 +320,13 @@ class deployment_controller final : public target_controller {
   asio::awaitable<action_result> scale_target(const core::canary& c, long long replicas, std::string what) {
     const std::string& ns = c.metadata.namespace_;
     const std::string& name = c.spec.target_ref.name;
-    const auto target = k_.deployments.get(ns, name);
+    const auto target = deployment(ns, name);
     if (!target) co_return action_result(boost::system::in_place_error, core::missing_deployment_error(name, ns));
     if (core::deployment_replicas(target->json()) == replicas) co_return action_result();
     const std::string patch = fmt::format(R"({{"spec":{{"replicas":{}}}}})", replicas);
     auto r = co_await k_.client.patch(resources::deployments, ns, name, k8s::patch_type::merge, patch);
     if (!r) co_return action_result(boost::system::in_place_error, fmt::format(fmt::runtime(what), name, ns, api_text(r.error())));
+    wrote(std::move(*r));
     co_return action_result();
   }
 
@@ -371,7 +372,7 @@ class deployment_controller final : public target_controller {
 
   core::text_result<target_view> read_target(const core::canary& c) const {
     target_view v;
-    v.target = k_.deployments.get(c.metadata.namespace_, c.spec.target_ref.name);
+    v.target = deployment(c.metadata.namespace_, c.spec.target_ref.name);
     if (!v.target) return core::missing_deployment_error(c.spec.target_ref.name, c.metadata.namespace_);
     auto configs = tracked_configs(c, template_json(v.target->json()));
     if (!configs) return configs.error();
@@ -385,8 +386,8 @@ class deployment_controller final : public target_controller {
   // the primary Deployment. Empty when the target is missing or its references are unreadable.
   std::string primary_inputs(const core::canary& c) const {
     const std::string& ns = c.metadata.namespace_;
-    const auto target = k_.deployments.get(ns, c.spec.target_ref.name);
-    const auto primary = k_.deployments.get(ns, c.primary_workload_name());
+    const auto target = deployment(ns, c.spec.target_ref.name);
+    const auto primary = deployment(ns, c.primary_workload_name());
     if (!target || !primary) return {};
     const facts& f = facts_of(target);
     if (opts_.enable_config_tracking && f.has_template && !f.refs.ok()) return {};
@@ -415,7 +416,7 @@ class deployment_controller final : public target_controller {
     if (!v) co_return action_result(boost::system::in_place_error, v.error());
     const std::size_t writes_before = config_writes_;
     if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
-    if (k_.deployments.get(ns, c.primary_workload_name())) {
+    if (deployment(ns, c.primary_workload_name())) {
       // Nothing written: these inputs are in sync. (After a write the cache moves on anyway.)
       if (config_writes_ == writes_before && !inputs.empty()) primaries_in_sync_[memo_key] = inputs;
       co_return action_result();
@@ -427,6 +428,7 @@ class deployment_controller final : public target_controller {
     if (!r && !k8s::is_already_exists(r.error())) {
       co_return error("creating deployment {}.{} failed: {}", c.primary_workload_name(), ns, api_text(r.error()));
     }
+    if (r) wrote(std::move(*r));
     co_return action_result();
   }
 
@@ -436,14 +438,17 @@ class deployment_controller final : public target_controller {
     auto v = read_target(c);
     if (!v) co_return action_result(boost::system::in_place_error, v.error());
     if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
-    const auto cached = k_.deployments.get(ns, primary_name);
+    const auto cached = deployment(ns, primary_name);
     if (!cached) co_return action_result(boost::system::in_place_error, core::missing_deployment_error(primary_name, ns));
     std::string current(cached->json());
     for (int attempt = 0;; ++attempt) {
       auto body = core::promote_primary_deployment(c, v->target->json(), current, v->opts, new_flagger_id());
       if (!body) co_return action_result(boost::system::in_place_error, body.error());
       auto r = co_await k_.client.update(resources::deployments, ns, primary_name, *body);
-      if (r) co_return action_result();
+      if (r) {
+        wrote(std::move(*r));
+        co_return action_result();
+      }
       if (!k8s::is_conflict(r.error()) || attempt >= conflict_retries) {
         co_return error("updating deployment {}.{} template spec failed: {}", primary_name, ns, api_text(r.error()));
       }
@@ -472,9 +477,9 @@ class deployment_controller final : public target_controller {
   // Finalize: give the target the primary's replicas (ScaleFromZero when the primary is gone).
   asio::awaitable<action_result> finalize(const core::canary& c) {
     const std::string& ns = c.metadata.namespace_;
-    const auto target = k_.deployments.get(ns, c.spec.target_ref.name);
+    const auto target = deployment(ns, c.spec.target_ref.name);
     if (!target) co_return action_result(boost::system::in_place_error, core::missing_deployment_error(c.spec.target_ref.name, ns));
-    const auto primary = k_.deployments.get(ns, c.primary_workload_name());
+    const auto primary = deployment(ns, c.primary_workload_name());
     const long long replicas = primary ? core::deployment_replicas(primary->json()).value_or(1)
                                        : scale_from_zero_count(c, target->json());
     co_return co_await scale_target(c, replicas, fmt::format("scaling up {{}}.{{}} to {} failed: {{}}", replicas));
@@ -484,6 +489,25 @@ class deployment_controller final : public target_controller {
   const options& opts_;
   std::mt19937_64 random_;
   mutable std::map<std::string, facts, std::less<>> facts_;  // target key -> facts; see facts
+  // Deployments as our own writes (scale, promote, create) returned them, by key, while the
+  // cache still holds an older generation: a watch cache behind (a cut watch, a slow event)
+  // would otherwise show a target we just scaled up as still at zero replicas, i.e. ready, and
+  // the analysis would advance a canary whose pods never became ready (issue 11).
+  mutable std::map<std::string, k8s::object_ptr, std::less<>> written_;
+
+  k8s::object_ptr deployment(const std::string& ns, const std::string& name) const {
+    auto cached = k_.deployments.get(ns, name);
+    auto it = written_.find(k8s::object_key(ns, name));
+    if (it == written_.end()) return cached;
+    if (cached && cached->uid() == it->second->uid() && cached->generation() < it->second->generation()) return it->second;
+    written_.erase(it);
+    return cached;
+  }
+  void wrote(k8s::object o) const {
+    if (o.generation() <= 0) return;
+    const std::string key = o.key();
+    written_[key] = std::make_shared<const k8s::object>(std::move(o));
+  }
   mutable std::map<std::string, parsed_status, std::less<>> statuses_;  // deployment key -> parsed status
   std::map<std::string, std::string, std::less<>> primaries_in_sync_;  // canary key -> primary_inputs() found in sync
   std::size_t config_writes_ = 0;  // -primary config writes attempted, ever

@@ -146,12 +146,19 @@ event_recorder::event_recorder(asio::any_io_executor ex, k8s::api_client& client
 
 event_recorder::~event_recorder() { stop(); }
 
-void event_recorder::record(const core::canary& c, const core::canary_event& e) {
+void event_recorder::record(const core::canary& c, const core::canary_event& e,
+                            std::optional<core::wall_time> decided_at) {
   const std::string id = c.id();
-  switch (e.severity) {
-    case core::event_severity::info: log::info(e.message, {{"canary", id}}); break;
-    case core::event_severity::warning: log::warn(e.message, {{"canary", id}}); break;
-    case core::event_severity::error: log::error(e.message, {{"canary", id}}); break;
+  const log::level l = e.severity == core::event_severity::info      ? log::level::info
+                       : e.severity == core::event_severity::warning ? log::level::warn
+                                                                     : log::level::error;
+  if (log::enabled(l)) {
+    if (decided_at) {
+      const std::string at = core::format_rfc3339_ms(*decided_at);
+      log::write(l, e.message, {{"canary", id}, {"decidedAt", at}});
+    } else {
+      log::write(l, e.message, {{"canary", id}});
+    }
   }
   if (forward_) forward_(c, e);
   auto& st = *state_;

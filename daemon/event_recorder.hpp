@@ -22,10 +22,12 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/canary.hpp"
 #include "core/canary_event.hpp"
+#include "core/wall_time.hpp"
 #include "k8s/api_client.hpp"
 
 namespace canaryd {
@@ -41,8 +43,12 @@ class event_recorder {
   event_recorder& operator=(const event_recorder&) = delete;
 
   // Logs the event (info, warn or error by severity) and queues the write or update of its
-  // Event; returns at once.
-  void record(const core::canary& c, const core::canary_event& e);
+  // Event; returns at once. `decided_at`: the time of the decision (the analysis step) that
+  // produced the event, logged as "decidedAt" with milliseconds: the step's instant, which the
+  // pacing keeps an interval apart (the line's own ts trails it by the time the step's writes
+  // took).
+  void record(const core::canary& c, const core::canary_event& e,
+              std::optional<core::wall_time> decided_at = std::nullopt);
 
   // Forgets the aggregation state of a canary that is gone.
   void forget(const std::string& canary_key);

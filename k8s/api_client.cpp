@@ -195,7 +195,6 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
 
     bool retryable = false;
     std::chrono::milliseconds delay{0};
-    bool delay_is_pause = false;
     if (!res) {
       ++stats_.requests[{verb, 0}];
       const auto err = res.error();
@@ -218,17 +217,17 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
       }
       if (status == 429) {
         retryable = true;
-        delay_is_pause = last->retry_after_seconds > 0;
       } else if (status >= 500 && status != 501) {
         retryable = idempotent;
       }
       if (last->retry_after_seconds > 0) {
         delay = std::min<std::chrono::milliseconds>(std::chrono::seconds(last->retry_after_seconds),
                                                     opts_.max_retry_after);
-        if (status == 429) {
-          impl_->limiter.pause_for(delay);
-          ++stats_.retry_after_waits;
-        }
+        // Only this request waits, as client-go's: pausing the whole client on each 429 made
+        // every later request wait for the next pause to end, so under a steady share of 429s
+        // the client moved in bursts a Retry-After apart and an analysis step waited seconds for
+        // its writes (issue 11).
+        if (status == 429) ++stats_.retry_after_waits;
       } else {
         delay = bo.next();
       }
@@ -238,7 +237,6 @@ asio::awaitable<api_result<http::response>> api_client::execute(http::request re
     log::debug("retrying API request",
                {{"request", description}, {"attempt", attempts}, {"delay_ms", static_cast<std::int64_t>(delay.count())},
                 {"error", last->what()}});
-    if (delay_is_pause) continue;  // the rate limiter holds every request until Retry-After passed
     asio::steady_timer timer(ex_, delay);
     auto [wec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (wec) co_return cancelled_error(description);
@@ -539,11 +537,8 @@ asio::awaitable<api_result<std::unique_ptr<http::body_stream>>> api_client::open
       continue;
     }
     if (status == 401) e.message += (e.message.empty() ? "" : "; ") + ("rejected " + creds_->describe());
-    if (status == 429 && e.retry_after_seconds > 0) {
-      impl_->limiter.pause_for(
-          std::min<std::chrono::milliseconds>(std::chrono::seconds(e.retry_after_seconds), opts_.max_retry_after));
-      ++stats_.retry_after_waits;
-    }
+    // The watcher waits out a 429's Retry-After before it opens the stream again (watch.cpp).
+    if (status == 429 && e.retry_after_seconds > 0) ++stats_.retry_after_waits;
     co_return with_request(std::move(e), description);
   }
 }

@@ -11,8 +11,8 @@
 // flight (the HTTP layer closes that connection) and returns errc::cancelled.
 // Errors: values (api_error), never exceptions.
 // Retries (with jittered exponential backoff, at most options.max_attempts tries):
-//   - 429 on every verb (the server did not process it), after Retry-After, which also pauses
-//     the client's rate limiter so the other requests slow down too;
+//   - 429 on every verb (the server did not process it), after Retry-After; only that request
+//     waits, as in client-go (the rate limiter is not paused for everyone);
 //   - 5xx and transport failures on idempotent verbs: GET, LIST, DELETE, and PUT carrying
 //     metadata.resourceVersion (a replay can only succeed once or get 409);
 //   - a failed connect on every verb (nothing was sent);

@@ -197,7 +197,10 @@ asio::awaitable<void> run(world* w) {
     EXPECT(r.has_value(), "scale_to_zero: " + (r ? std::string() : r.error()));
   }
   EXPECT(co_await eventually([&] { return observe().target_scaled_to_zero; }), "target scaled to zero");
-  EXPECT(at(deployments->get("demo", "podinfo"), {"spec", "replicas"}) == 0, "target replicas 0");
+  // observe() sees the controller's own write at once (it does not wait for the cache); the
+  // cache reaches it when the watch event arrives.
+  EXPECT(co_await eventually([&] { return at(deployments->get("demo", "podinfo"), {"spec", "replicas"}) == 0; }),
+         "target replicas 0");
   EXPECT(observe().target_revision == first_revision, "scaling does not change the revision");
 
   // A new image: a new revision.
