@@ -23,7 +23,7 @@ namespace {
 
 constexpr std::size_t max_depth = 300;              // parentheses + control nesting + template calls
 constexpr std::size_t max_output = 1024 * 1024;     // bytes a render may produce
-constexpr std::size_t max_steps = 2'000'000;        // nodes an execution may walk
+constexpr std::size_t max_steps = 100'000;          // nodes an execution may walk
 
 // ---------------------------------------------------------------------------------------------
 // UTF-8 and Go's quoting (unicode/utf8, strconv).

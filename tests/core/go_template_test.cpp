@@ -314,6 +314,40 @@ TEST_CASE("literals: strings, raw strings, characters and Go's numbers") {
   });
 }
 
+TEST_CASE("parse errors from Go's own parse_test.go, with their lines") {
+  check_cases({
+      {"line1\n{{", nullptr, "template: tmpl:2: unclosed action"},
+      {"line1\n{{\"x\"\n\"y\"\n", nullptr, "template: tmpl:4: unclosed action started at tmpl:2"},
+      {"{{\n\n\n\n\n", nullptr, "template: tmpl:6: unclosed action started at tmpl:1"},
+      {"line1\n{{\nx\n}}", nullptr, "template: tmpl:3: function \"x\" not defined"},
+      {"{{/*\nhello\n}}", nullptr, "template: tmpl:1: unclosed comment"},
+      {"{{ (1 2 3}}", nullptr, "template: tmpl:1: unclosed left paren"},
+      {"{{`x`3}}", nullptr, "template: tmpl:1: unexpected \"3\" in operand"},
+      {"{{a#}}", nullptr, "template: tmpl:1: bad character U+0023 '#'"},
+      {"{{'a}}", nullptr, "template: tmpl:1: unterminated character constant"},
+      {"{{0xi}}", nullptr, "template: tmpl:1: illegal number syntax: \"0xi\""},
+      {"{{$x := 23}}{{with $x.y := 3}}{{$x 23}}{{end}}", nullptr, "template: tmpl:1: unexpected \":=\" in operand"},
+      {"{{ ( ) }}", nullptr, "template: tmpl:1: missing value for parenthesized pipeline"},
+      {"{{ $v := `\n` }} {{", nullptr, "template: tmpl:2: unclosed action"},
+      {"{{range $k, $v}}{{end}}", nullptr, "template: tmpl:1: undefined variable \"$v\""},
+      {"{{range $k,}}{{end}}", nullptr, "template: tmpl:1: missing value for range"},
+      {"{{range $k, .}}{{end}}", nullptr, "template: tmpl:1: range can only initialize variables"},
+      {"{{$x := 0}}{{$x +2}}", nullptr, "template: tmpl:1:13: executing \"tmpl\" at <$x>: can't give argument to non-function $x"},
+      {"{{$x:=.}}{{$x+2}}", nullptr, "template: tmpl:1: bad character U+002B '+'"},
+      {"{{..E}}", nullptr, "template: tmpl:1: unexpected . after term \".\""},
+      {"{{12|.}}", nullptr, "template: tmpl:1: non executable command in pipeline stage 2"},
+      {"{{block \"foo\"}}hello{{end}}", nullptr, "template: tmpl:1: missing value for block clause"},
+      {"{{range 1}}{{else}}{{break}}{{end}}", nullptr, "template: tmpl:1: {{break}} outside {{range}}"},
+      {"{{if 1}}a{{else if 2}}b{{end}}{{end}}", nullptr, "template: tmpl:1: unexpected {{end}}"},
+      {"{{printf 3, 4}}", nullptr, "template: tmpl:1: unexpected \",\" in operand"},
+      {"{{template $v}}", nullptr, "template: tmpl:1: unexpected \"$v\" in template clause"},
+      {"{{-\n/*\nhello\n*/\n-}}", "", nullptr},
+      {"x\n{{-  3   -}}\ny", "x3y", nullptr},
+      {"{{ $x \n := \n 1 \n }}{{ $x }}", "1", nullptr},
+      {"{{\n\"x\"\n|\nprintf\n}}", "x", nullptr},
+  });
+}
+
 TEST_CASE("define, template and block") {
   check_cases({
       {"{{ define \"x\" }}[{{ . }}]{{ end }}{{ template \"x\" target }}", "[app]", nullptr},
