@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "core/metric_query.hpp"
+#include "core/prometheus_answer.hpp"
 #include "core/metric_template.hpp"
 #include "k8s/config.hpp"
 #include "k8s/http_client.hpp"
@@ -30,47 +31,6 @@ core::metric_observation failed(outcome o, std::string error) {
   r.result = o;
   r.error = std::move(error);
   return r;
-}
-
-// The sample's value: Prometheus writes it as a string ("0.95", "NaN", "+Inf").
-std::optional<double> sample_value(const json::value& pair) {
-  const auto* arr = pair.if_array();
-  if (!arr || arr->size() < 2 || !(*arr)[1].is_string()) return std::nullopt;
-  const json::string& s = (*arr)[1].as_string();
-  std::string text(s.data(), s.size());
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str()) return std::nullopt;
-  return v;
-}
-
-core::metric_observation read_answer(const http::response& res) {
-  if (res.status >= 400) return failed(outcome::query_failed, fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  const json::object* root = ec ? nullptr : doc.if_object();
-  const json::object* data = nullptr;
-  if (root) {
-    if (auto it = root->find("data"); it != root->end()) data = it->value().if_object();
-  }
-  if (!data) return failed(outcome::query_failed, fmt::format("error unmarshaling result: '{}'", res.body));
-  std::string_view type;
-  if (auto it = data->find("resultType"); it != data->end() && it->value().is_string()) type = it->value().as_string();
-  const json::value* result = data->if_contains("result");
-  if (type == "matrix") return failed(outcome::query_failed, "query returned multiple values");
-  std::optional<double> value;
-  if (type == "scalar" && result) {
-    value = sample_value(*result);
-  } else if (result && result->is_array() && !result->as_array().empty()) {
-    if (const auto* first = result->as_array()[0].if_object()) {
-      if (const json::value* v = first->if_contains("value")) value = sample_value(*v);
-    }
-  }
-  if (!value || std::isnan(*value)) return failed(outcome::no_values, "no values found");
-  core::metric_observation o;
-  o.result = outcome::value;
-  o.value = *value;
-  return o;
 }
 
 }  // namespace
@@ -176,7 +136,7 @@ asio::awaitable<core::metric_observation> metric_runner::query(const prometheus_
   http::client& client = *it->second;
   auto res = co_await client.send(std::move(req), query_timeout);
   if (!res) co_return failed(outcome::query_failed, fmt::format("request failed: Get \"{}\": {}", ep.address, res.error().message()));
-  co_return read_answer(*res);
+  co_return core::read_prometheus_answer(res->status, res->body);
 }
 
 asio::awaitable<std::vector<core::metric_observation>> metric_runner::run(const core::canary& c,
