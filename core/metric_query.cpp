@@ -5,27 +5,30 @@
 
 #include <fmt/format.h>
 
+#include "core/go_template.hpp"
+
 namespace canaryd::core {
 
 namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-const std::string* function_value(std::string_view fn, const query_vars& v) {
-  if (fn == "name") return &v.name;
-  if (fn == "namespace") return &v.namespace_;
-  if (fn == "target") return &v.target;
-  if (fn == "service") return &v.service;
-  if (fn == "ingress") return &v.ingress;
-  if (fn == "route") return &v.route;
-  if (fn == "interval") return &v.interval;
-  return nullptr;
+// Flagger's encodeModelForSkipper: every non-word character (regexp \W, per rune) of the name,
+// namespace, target, service and ingress becomes '_', as Skipper names its routes.
+std::string skipper_word(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (std::isalnum(c) || c == '_') {
+      out += static_cast<char>(c);
+      continue;
+    }
+    out += '_';
+    if (c >= 0xC0) {  // skip the continuation bytes of a multi-byte rune
+      while (i + 1 < s.size() && (static_cast<unsigned char>(s[i + 1]) & 0xC0) == 0x80) ++i;
+    }
+  }
+  return out;
 }
 
 // Comma-joined label matchers, in Flagger's layout once collapsed ("{ a, b }").
@@ -68,55 +71,15 @@ query_vars make_query_vars(const canary& c, const canary_metric& m) {
 }
 
 rendered_query render_query(std::string_view text, const query_vars& vars) {
-  std::string out;
-  out.reserve(text.size());
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t open = text.find("{{", pos);
-    if (open == std::string_view::npos) {
-      out.append(text.substr(pos));
-      break;
-    }
-    out.append(text.substr(pos, open - pos));
-    std::size_t body = open + 2;
-    // "{{- " trims the white space before the action (the dash must be followed by a space).
-    if (body + 1 < text.size() && text[body] == '-' && is_space(text[body + 1])) {
-      while (!out.empty() && is_space(out.back())) out.pop_back();
-      ++body;
-    }
-    std::size_t close = text.find("}}", body);
-    if (close == std::string_view::npos) return {"", "template: query: unclosed action"};
-    std::size_t after = close + 2;
-    std::string_view action = text.substr(body, close - body);
-    bool trim_right = false;
-    if (action.size() >= 2 && action.back() == '-' && is_space(action[action.size() - 2])) {
-      action.remove_suffix(1);
-      trim_right = true;
-    }
-    action = trim(action);
-    if (starts_with(action, "/*")) {
-      if (action.size() < 4 || action.substr(action.size() - 2) != "*/") return {"", "template: query: unclosed comment"};
-    } else if (action.empty()) {
-      return {"", "template: query: missing value for command"};
-    } else if (const std::string* v = function_value(action, vars)) {
-      out += *v;
-    } else if (starts_with(action, "variables.")) {
-      std::string key(action.substr(10));
-      auto it = vars.variables.find(key);
-      if (it == vars.variables.end()) {
-        return {"", fmt::format("template: query: executing \"query\" at <variables.{0}>: map has no entry for key \"{0}\"", key)};
-      }
-      out += it->second;
-    } else {
-      std::string_view fn = action.substr(0, action.find_first_of(" \t\n.|("));
-      return {"", fmt::format("template: query: function \"{}\" not defined", fn)};
-    }
-    pos = after;
-    if (trim_right) {
-      while (pos < text.size() && is_space(text[pos])) ++pos;
-    }
-  }
-  return {std::move(out), ""};
+  go_template_funcs funcs;
+  funcs.strings = {{"name", vars.name},       {"namespace", vars.namespace_}, {"target", vars.target},
+                   {"service", vars.service}, {"ingress", vars.ingress},       {"route", vars.route},
+                   {"interval", vars.interval}};
+  funcs.maps.emplace("variables", vars.variables);
+  go_template_result r = execute_go_template("tmpl", text, funcs);
+  if (r.ok()) return {std::move(r.output), ""};
+  // Flagger's RenderQuery wraps Go's error (its spelling kept, so events read the same).
+  return {"", (r.parse_failed ? "template parsing failed: " : "template excution failed: ") + r.error};
 }
 
 std::string collapse_whitespace(std::string_view query) {
@@ -209,19 +172,26 @@ builtin_query builtin_observer_query(std::string_view observer, metric_query_kin
           selector({svc}));
     }
   } else if (observer == "skipper") {
-    // Flagger's prelude: {{- $route := printf "kube(ew)?_%s__%s_canary__.*__%s_canary(_[0-9]+)?" namespace ingress service }}
-    const std::string route = fmt::format(R"q(route=~"kube(ew)?_{}__{}_canary__.*__{}_canary(_[0-9]+)?")q", vars.namespace_,
-                                          vars.ingress, vars.service);
+    // Flagger's prelude declares $route with printf; the model is encoded as Skipper names routes.
+    const char* prelude =
+        R"({{- $route := printf "kube(ew)?_%s__%s_canary__.*__%s_canary(_[0-9]+)?" namespace ingress service }})";
+    const char* route = R"(route=~"{{ $route }}")";
     if (success) {
-      text = success_rate("skipper_response_duration_seconds_bucket", selector({route, R"(code!~"5..")", R"(le="+Inf")"}),
-                          selector({route, R"(le="+Inf")"}));
+      text = prelude + success_rate("skipper_response_duration_seconds_bucket", selector({route, R"(code!~"5..")", R"(le="+Inf")"}),
+                                    selector({route, R"(le="+Inf")"}));
     } else {
       const std::string sel = selector({route});
-      text = fmt::format(
-          " sum( rate( skipper_serve_route_duration_seconds_sum{0}[{{{{ interval }}}}] ) ) / sum( rate( "
-          "skipper_serve_route_duration_seconds_count{0}[{{{{ interval }}}}] ) ) * 1000",
-          sel);
+      text = prelude + fmt::format(
+                           " sum( rate( skipper_serve_route_duration_seconds_sum{0}[{{{{ interval }}}}] ) ) / sum( rate( "
+                           "skipper_serve_route_duration_seconds_count{0}[{{{{ interval }}}}] ) ) * 1000",
+                           sel);
     }
+    query_vars encoded = vars;
+    for (std::string* field : {&encoded.name, &encoded.namespace_, &encoded.target, &encoded.service, &encoded.ingress}) {
+      *field = skipper_word(*field);
+    }
+    rendered_query r = render_query(text, encoded);
+    return {collapse_whitespace(r.query), to_ms};
   } else {
     const char* rep = R"(reporter="destination")";
     const char* ns = R"(destination_workload_namespace="{{ namespace }}")";

@@ -33,10 +33,12 @@ struct rendered_query {
   bool ok() const { return error.empty(); }
 };
 
-// Renders the subset of Go's text/template that metric queries use: actions `{{ fn }}` with the
-// functions above, `{{ variables.key }}`, trim markers `{{-` / `-}}` and comments `{{/* */}}`.
-// As Flagger renders with missingkey=error, an unknown function or a missing variable is an
-// error (with Go's wording), never an empty string.
+// Renders a query as Flagger's RenderQuery does: Go's text/template (core/go_template.hpp), the
+// template named "tmpl", the functions above, nil data, missingkey=error. An unknown function or
+// a missing variable is an error, never an empty string; the error is Flagger's: "template
+// parsing failed: " or "template excution failed: " (sic) before Go's own text, e.g.
+// `template excution failed: template: tmpl:1:3: executing "tmpl" at <variables>: map has no
+// entry for key "x"`.
 rendered_query render_query(std::string_view text, const query_vars& vars);
 
 // Every run of white space becomes one space, as Flagger's Prometheus provider does to every

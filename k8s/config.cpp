@@ -142,7 +142,10 @@ void collect(const YAML::Node& root, const char* list_key, const char* body_key,
     if (body.IsDefined() && !body.IsNull() && !body.IsMap()) {
       fail(fmt::format("kubeconfig {}: {} {} must be a map", file.string(), body_key, dq(name)));
     }
-    out.try_emplace(name, entry{body, file});  // first file wins
+    // An entry without a body (`- name: x` alone) gets an empty one: yaml-cpp's node for a
+    // missing key is a zombie whose every later use (IsMap(), Type()) throws InvalidNode, which
+    // escaped load_kubeconfig as an uncaught exception (found by fuzz/kubeconfig).
+    out.try_emplace(name, entry{body.IsDefined() ? body : YAML::Node(), file});  // first file wins
   }
 }
 

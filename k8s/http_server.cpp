@@ -84,13 +84,17 @@ class connection_base {
 // while connections still unwind is safe. One thread: no locking.
 struct server_state {
   server_state(const asio::any_io_executor& ex, server_options o, handler hd)
-      : acceptor(ex), opts(std::move(o)), h(std::move(hd)) {}
+      : acceptor(ex), opts(std::move(o)), h(std::move(hd)), slot_freed(ex, asio::steady_timer::time_point::max()) {}
   tcp::acceptor acceptor;
   server_options opts;
   handler h;
   std::optional<asio::ssl::context> ssl;
   std::list<connection_base*> connections;
   std::uint64_t accepted = 0;
+  // Connections accepted and not yet finished (counted from the accept, before the connection
+  // registers itself), for max_connections.
+  std::size_t active = 0;
+  asio::steady_timer slot_freed;  // never expires; cancelled when a connection ends, or on stop()
   bool stopped = false;
 };
 
@@ -408,7 +412,7 @@ class connection final : public responder, public connection_base {
   std::string handler_error_;
 };
 
-asio::awaitable<void> serve_connection(std::shared_ptr<server_state> st, tcp::socket sock) {
+asio::awaitable<void> serve_connection_body(std::shared_ptr<server_state> st, tcp::socket sock) {
   if (st->stopped) co_return;
   error_code ec;
   sock.set_option(tcp::no_delay(true), ec);
@@ -426,8 +430,25 @@ asio::awaitable<void> serve_connection(std::shared_ptr<server_state> st, tcp::so
   }
 }
 
+asio::awaitable<void> serve_connection(std::shared_ptr<server_state> st, tcp::socket sock) {
+  struct slot {
+    server_state& st;
+    ~slot() {
+      --st.active;
+      st.slot_freed.cancel();  // wakes an accept loop waiting at max_connections
+    }
+  } held{*st};
+  co_await serve_connection_body(st, std::move(sock));
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
   while (!st->stopped) {
+    if (st->opts.max_connections > 0 && st->active >= st->opts.max_connections) {
+      // At the limit: accept nothing until a connection ends. Clients queue in the kernel's
+      // listen backlog (and beyond it are refused by the kernel), costing us no memory.
+      co_await st->slot_freed.async_wait(use_tuple);
+      continue;
+    }
     auto [ec, sock] = co_await st->acceptor.async_accept(use_tuple);
     if (st->stopped) co_return;
     if (ec) {
@@ -438,6 +459,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
       continue;
     }
     ++st->accepted;
+    ++st->active;
     asio::co_spawn(st->acceptor.get_executor(), serve_connection(st, std::move(sock)),
                    [](std::exception_ptr e) { log_failure("http connection failed", e); });
   }
@@ -459,6 +481,7 @@ class server_impl final : public server {
     st_->stopped = true;
     error_code ignored;
     st_->acceptor.close(ignored);
+    st_->slot_freed.cancel();
     close_all(errc::cancelled);
   }
 

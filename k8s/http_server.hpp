@@ -80,6 +80,10 @@ struct server_options {
   // connection; the connection is closed when it passes. Also the TLS handshake's limit.
   std::chrono::milliseconds header_timeout{30'000};
   std::chrono::milliseconds write_timeout{30'000};  // per write (a response, a head, one chunk)
+  // Open connections at most (0: no limit). At the limit the server stops accepting until one
+  // closes: a burst of clients waits in the kernel's listen backlog instead of costing memory
+  // here (each connection holds buffers and a coroutine frame, ~10 KiB).
+  std::size_t max_connections = 0;
 };
 
 class server {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "core/metric_query.hpp"
+#include "core/prometheus_answer.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/config.hpp"
 #include "k8s/http_client.hpp"
@@ -23,47 +24,6 @@ using namespace provider_detail;
 namespace {
 
 constexpr std::chrono::seconds query_timeout{5};
-
-// The sample's value: Prometheus writes it as a string ("0.95", "NaN", "+Inf").
-std::optional<double> sample_value(const json::value& pair) {
-  const auto* arr = pair.if_array();
-  if (!arr || arr->size() < 2 || !(*arr)[1].is_string()) return std::nullopt;
-  const json::string& s = (*arr)[1].as_string();
-  std::string text(s.data(), s.size());
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str()) return std::nullopt;
-  return v;
-}
-
-core::metric_observation read_answer(const http::response& res) {
-  if (res.status >= 400) return failed(fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  const json::object* root = ec ? nullptr : doc.if_object();
-  const json::object* data = nullptr;
-  if (root) {
-    if (auto it = root->find("data"); it != root->end()) data = it->value().if_object();
-  }
-  if (!data) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-  std::string_view type;
-  if (auto it = data->find("resultType"); it != data->end() && it->value().is_string()) type = it->value().as_string();
-  const json::value* result = data->if_contains("result");
-  if (type == "matrix") return failed("query returned multiple values");
-  std::optional<double> v;
-  if (type == "scalar" && result) {
-    v = sample_value(*result);
-  } else if (result && result->is_array() && !result->as_array().empty()) {
-    if (const auto* first = result->as_array()[0].if_object()) {
-      if (const json::value* p = first->if_contains("value")) v = sample_value(*p);
-    }
-  }
-  if (!v || std::isnan(*v)) return no_values("no values found");
-  core::metric_observation o;
-  o.result = core::metric_observation::outcome::value;
-  o.value = *v;  // ±Inf is a value for Prometheus, as in Flagger (it fails any threshold)
-  return o;
-}
 
 class prometheus_provider final : public metric_provider {
  public:
@@ -103,7 +63,7 @@ asio::awaitable<core::metric_observation> query_prometheus(provider_env& env, co
   }
   auto res = co_await env.send(ep.address, ep.insecure_skip_verify, std::move(req), query_timeout);
   if (!res) co_return failed(fmt::format("request failed: Get \"{}\": {}", ep.address, res.error()));
-  co_return read_answer(*res);
+  co_return core::read_prometheus_answer(res->status, res->body);  // the fuzzed reader (fuzz/prometheus_answer)
 }
 
 provider_result make_prometheus_provider(provider_env& env, const provider_config& cfg) {

@@ -81,7 +81,8 @@ TEST_CASE("render_query fails like Go's text/template with missingkey=error") {
 
   rendered_query unknown = render_query("{{ deployment }}", v);
   CHECK_FALSE(unknown.ok());
-  CHECK(unknown.error == "template: query: function \"deployment\" not defined");
+  // Flagger's RenderQuery wraps Go's parse error; the template is named "tmpl".
+  CHECK(unknown.error == "template parsing failed: template: tmpl:1: function \"deployment\" not defined");
 
   CHECK_FALSE(render_query("{{ target ", v).ok());
   CHECK_FALSE(render_query("{{ }}", v).ok());
@@ -148,4 +149,28 @@ TEST_CASE("the other observers select their mesh's metric families") {
     CHECK(sr(o).find("[30s]") != std::string::npos);
     CHECK(dur(o).find("[30s]") != std::string::npos);
   }
+}
+
+TEST_CASE("the skipper observer renders Flagger's $route prelude and encodes names as Skipper does") {
+  canary c = make_canary(R"("ingressRef":{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","name":"podinfo.ing"},)");
+  c.metadata.namespace_ = "team-a";
+  query_vars v = make_query_vars(c, c.spec.analysis->metrics[0]);
+  // encodeModelForSkipper: every non-word character becomes '_'.
+  CHECK(builtin_observer_query("skipper", metric_query_kind::request_success_rate, v).query ==
+        R"( sum( rate( skipper_response_duration_seconds_bucket{ route=~"kube(ew)?_team_a__podinfo_ing_canary__.*__podinfo_canary(_[0-9]+)?", code!~"5..", le="+Inf" }[30s] ) ) / sum( rate( skipper_response_duration_seconds_bucket{ route=~"kube(ew)?_team_a__podinfo_ing_canary__.*__podinfo_canary(_[0-9]+)?", le="+Inf" }[30s] ) ) * 100)");
+  CHECK(builtin_observer_query("skipper", metric_query_kind::request_duration, v).query ==
+        R"( sum( rate( skipper_serve_route_duration_seconds_sum{ route=~"kube(ew)?_team_a__podinfo_ing_canary__.*__podinfo_canary(_[0-9]+)?" }[30s] ) ) / sum( rate( skipper_serve_route_duration_seconds_count{ route=~"kube(ew)?_team_a__podinfo_ing_canary__.*__podinfo_canary(_[0-9]+)?" }[30s] ) ) * 1000)");
+}
+
+TEST_CASE("MetricTemplate queries use the whole template language") {
+  canary c = make_canary();
+  query_vars v = make_query_vars(c, c.spec.analysis->metrics[1]);
+  rendered_query r = render_query(R"({{- $dir := index variables "direction" -}}
+sum(rate(http_requests_total{namespace="{{ namespace }}",app=~"{{ printf "%s-%s" target "primary" }}",direction="{{ $dir }}"
+{{- if eq $dir "inbound" }},inbound="true"{{ else }},inbound="false"{{ end -}}
+}[{{ interval }}])))",
+                                  v);
+  REQUIRE_MESSAGE(r.ok(), r.error);
+  CHECK(r.query ==
+        R"(sum(rate(http_requests_total{namespace="test",app=~"podinfo-primary",direction="inbound",inbound="true"}[1m])))");
 }
