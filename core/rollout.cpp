@@ -865,9 +865,11 @@ class decider {
     auto at = std::find_if(d_.steps.begin(), d_.steps.end(), reports);
     if (at == d_.steps.end()) return;
     st_.last_transition_time = now_;
-    at = d_.steps.insert(at, write_status{st_});
-    for (auto it = std::next(at); it != d_.steps.end(); ++it) {
-      if (auto* w = std::get_if<write_status>(&*it)) w->status.last_transition_time = now_;
+    // A write already placed before the first report (a held condition's message) carries the
+    // step's time; only a step without one gets a write of its own, so a step writes once.
+    if (std::find_if(d_.steps.begin(), at, is_write) == at) d_.steps.insert(at, write_status{st_});
+    for (auto& s : d_.steps) {
+      if (auto* w = std::get_if<write_status>(&s)) w->status.last_transition_time = now_;
     }
   }
 
