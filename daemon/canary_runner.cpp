@@ -317,22 +317,28 @@ struct runner_access {
     co_return std::nullopt;
   }
 
-  // One debug line per analysis step taken, with the state it wrote: what tests/e2e's
+  // One debug line per analysis step taken, with the state it wrote (or, for a step that wrote
+  // nothing — a wait whose reason the condition already says — the state it left alone, and
+  // `written` false: such a step leaves no time where a restart finds it): what tests/e2e's
   // reliability suite measures gaps, repeats and skips from (docs/reliability.md).
   static void log_step(const core::canary& c, const core::decision& d, core::wall_time now) {
     if (!log::enabled(log::level::debug)) return;
-    const core::canary_status* st = nullptr;
+    const core::canary_status* st = &c.status;
+    bool written = false;
     for (const auto& s : d.steps) {
-      if (auto* w = std::get_if<core::write_status>(&s)) st = &w->status;
+      if (auto* w = std::get_if<core::write_status>(&s)) {
+        st = &w->status;
+        written = true;
+      }
     }
-    if (!st) return;
     const std::string at = core::format_rfc3339_ms(now);
     log::debug("analysis step", {{"canary", c.id()},
                                  {"decidedAt", at},
                                  {"phase", core::to_string(st->phase)},
                                  {"iterations", st->iterations},
                                  {"canaryWeight", st->canary_weight},
-                                 {"failedChecks", st->failed_checks}});
+                                 {"failedChecks", st->failed_checks},
+                                 {"written", written}});
   }
 
   static mesh_router* router_for(canary_runner& r, const core::canary& c) {

@@ -315,6 +315,9 @@ struct step_line {
   std::int64_t at = 0;  // decidedAt, ms
   std::string phase;
   int iterations = 0;
+  // The step wrote its time into the status. One that did not (a wait whose reason the
+  // condition already says, written once) lives only in the process that took it.
+  bool written = true;
 };
 
 struct pacing_report {
@@ -337,6 +340,7 @@ pacing_report measure_pacing(const std::vector<json::object>& lines, std::int64_
     s.phase = field(l, "phase");
     auto it = field(l, "iterations");
     s.iterations = it.empty() ? 0 : std::stoi(it);
+    if (const auto* w = l.if_contains("written"); w && w->is_bool()) s.written = w->as_bool();
     steps[field(l, "canary")].push_back(s);
   }
   // A canaryd without those lines (one from before issue 11): its "Advance ... iteration" lines,
@@ -367,6 +371,24 @@ pacing_report measure_pacing(const std::vector<json::object>& lines, std::int64_
       const std::int64_t gap = q.at - p.at;
       std::int64_t dead = 0;
       for (const auto& [from, to] : down) dead += std::max<std::int64_t>(0, std::min(to, q.at) - std::max(from, p.at));
+      if (dead > 0 && !p.written) {
+        // p died with the process that took it: the restarted one paces q from the last step
+        // whose time the status kept, which q must still follow by at least an interval.
+        const step_line* w = nullptr;
+        for (std::size_t j = k; j-- > 0;) {
+          if (!in_run.contains(list[j].phase)) break;
+          if (list[j].written) {
+            w = &list[j];
+            break;
+          }
+        }
+        if (w && q.at - w->at < interval.count()) {
+          rep.violations.push_back(canary + ": " + w->phase + "/" + std::to_string(w->iterations) + " -> " + q.phase +
+                                   "/" + std::to_string(q.iterations) + " after " + std::to_string(q.at - w->at) +
+                                   " ms across a restart");
+        }
+        continue;
+      }
       // A SIGKILL between a step's status write and its log line loses the line, not the step:
       // then q follows p by n whole intervals (n - 1 steps unseen).
       std::int64_t n = 1;

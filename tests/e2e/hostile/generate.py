@@ -180,7 +180,7 @@ for path, value, text in (
         (("spec", "revertOnDeletion"), "true", "revertOnDeletion"),
         (("spec", "provider"), "envoy", "provider"),
         (("spec", "provider"), 7, "provider"),
-        (("spec", "targetRef", "kind"), "StatefulSet", "kind"),
+        (("spec", "targetRef", "kind"), "ReplicaSet", "kind"),  # canaryd's CRD admits StatefulSet
         (("spec", "autoscalerRef"), {"apiVersion": "autoscaling/v2", "kind": "VPA", "name": "x"}, "kind"),
         (("spec", "autoscalerRef"), {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"}, "name"),
         (("spec", "ingressRef"), {"apiVersion": "networking.k8s.io/v1", "kind": "Service", "name": "x"}, "kind"),
@@ -301,7 +301,7 @@ for i in range(8):
         [canary(name, target=name + "-missing")])
 for kind, api in (("DaemonSet", "apps/v1"), ("Service", "v1")):
     name = cid()
-    add(name, "condition", kind,
+    add(name, "condition", f"{kind.lower()} {name}-app.demo get query error",
         [canary(name, spec={"targetRef": {"apiVersion": api, "kind": kind, "name": name + "-app"}})])
 for provider in ("linkerd", "nginx", "contour", "gloo", "traefik"):
     name = cid()
