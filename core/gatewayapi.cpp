@@ -239,7 +239,8 @@ service_result<json::object> build_spec(const canary& c, const traffic_routes& r
     json::array extra;
     if (routes.canary != 0 && !cookies->canary.empty()) {
       for (auto& b : weighted["backendRefs"].as_array()) {
-        const auto& name = b.as_object().at("name").as_string();
+        // A copy: add_filter() inserts into the object, which may rehash and free the name.
+        const std::string name(b.as_object().at("name").as_string());
         if (name == canary_name) add_filter(b.as_object(), set_cookie_filter(set_cookie_value(sa, cookies->canary, sa.max_age)));
         if (name == primary && !cookies->primary.empty()) {
           const long interval_s = static_cast<long>(c.analysis_interval().count() / 1000);
