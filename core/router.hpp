@@ -58,6 +58,11 @@ class route_provider {
   virtual ~route_provider() = default;
   // For messages: "Istio", "Gateway API".
   virtual std::string_view display_name() const = 0;
+  // Whether the objects live on the service mesh's cluster (-kubeconfig-service-mesh; Flagger's
+  // router factory hands these routers its meshClient: Istio, Gateway API, SMI, Contour, Gloo,
+  // Traefik, APISIX, Kuma, App Mesh) or on the main cluster, beside the workloads (Flagger's
+  // kubeClient: the nginx and Skipper Ingresses; Knative's own client).
+  virtual bool on_mesh_cluster() const { return true; }
   // Every kind objects() can name: the kinds the I/O side watches.
   virtual std::vector<object_kind> kinds() const = 0;
   // The objects for `c`, in reconcile order; exactly one holds the routes.
@@ -84,6 +89,11 @@ class route_provider {
 // Session affinity's Set-Cookie value, the same for every provider that has it (istio, Gateway
 // API): "<name>=<value>; Max-Age=<max_age>" and the sessionAffinity attributes Flagger appends.
 std::string set_cookie_value(const session_affinity& a, const std::string& cookie, long max_age);
+
+// `body` (an object to POST) without metadata.ownerReferences: what a router creates on a mesh
+// cluster other than the main one, where the Canary does not exist (Flagger's setOwnerRefs
+// false). Errors: `body` is not a JSON object.
+service_result<std::string> without_owner_references(std::string_view body);
 
 // The rules for a provider with objects of its own; nullptr for `kubernetes` (the Services alone,
 // mesh/kubernetes_router.cpp) and for providers without a router (refused: core/provider.hpp).

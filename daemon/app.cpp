@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -62,22 +63,20 @@ class app_impl final : public app {
     } catch (const k8s::config_error& e) {
       return std::string(e.what());
     }
-    // Flagger's -kubeconfig-service-mesh puts the mesh objects (VirtualServices, ...) on the
-    // cluster that kubeconfig names. The same cluster as the main one works as without the flag;
-    // another cluster is refused at start, naming it, rather than silently writing the mesh
-    // objects to the wrong cluster (docs/compatibility.md).
+    // Flagger's -kubeconfig-service-mesh: the mesh objects (VirtualServices, DestinationRules,
+    // HTTPRoutes...) live on the cluster that kubeconfig names, read and written with a client of
+    // their own; Services and workloads stay on the main cluster. As Flagger's
+    // BuildConfigFromFlags(masterURL, kubeconfigServiceMesh), -master overrides its server too.
+    // On another API server the created mesh objects carry no ownerReference (Flagger's
+    // setOwnerRefs = the hosts are equal).
+    std::optional<k8s::cluster_config> mesh_cfg;
     if (!opts_.kubeconfig_service_mesh.empty()) {
-      k8s::cluster_config mesh;
       try {
-        mesh = k8s::load_config({opts_.kubeconfig_service_mesh, {}, {}, {}});
+        mesh_cfg = k8s::load_config({opts_.kubeconfig_service_mesh, opts_.master, {}, {}});
       } catch (const k8s::config_error& e) {
         return fmt::format("-kubeconfig-service-mesh: {}", e.what());
       }
-      if (mesh.server != cfg.server)
-        return fmt::format("-kubeconfig-service-mesh: mesh objects on another cluster ({}) are not supported yet; "
-                           "canaryd manages {} only",
-                           mesh.server, cfg.server);
-      log::info("the service mesh control plane is the same cluster", {{"server", mesh.server}});
+      mesh_owner_references_ = mesh_cfg->server == cfg.server;
     }
     k8s::api_client_options co;
     co.qps = opts_.kubeconfig_qps;
@@ -88,6 +87,14 @@ class app_impl final : public app {
     auto client = k8s::api_client::create(ex_, cfg, co);
     if (!client) return fmt::format("cannot use the cluster configuration from {}: {}", cfg.source, client.error().what());
     client_ = std::move(*client);
+    if (mesh_cfg) {
+      auto mesh = k8s::api_client::create(ex_, *mesh_cfg, co);
+      if (!mesh) {
+        return fmt::format("-kubeconfig-service-mesh: cannot use the cluster configuration from {}: {}", mesh_cfg->source,
+                           mesh.error().what());
+      }
+      mesh_client_ = std::move(*mesh);
+    }
     if (opts_.enable_leader_election) {
       core::lease_timing timing{opts_.leader_election_lease_duration, opts_.leader_election_renew_deadline,
                                 opts_.leader_election_retry_period};
@@ -96,6 +103,9 @@ class app_impl final : public app {
       client_->set_fence([this](const http::request& r) {
         return r.method == "GET" || r.target.starts_with("/apis/coordination.k8s.io/") || elector_->may_write();
       });
+      if (mesh_client_) {
+        mesh_client_->set_fence([this](const http::request& r) { return r.method == "GET" || elector_->may_write(); });
+      }
     }
 
     http::server_options so;
@@ -110,6 +120,12 @@ class app_impl final : public app {
                                    {"listen", server_->local_address()},
                                    {"server", cfg.server},
                                    {"source", cfg.source}});
+    if (mesh_client_) {
+      log::info("service mesh objects are on their own cluster",
+                {{"server", mesh_client_->config().server},
+                 {"source", mesh_client_->config().source},
+                 {"ownerReferences", mesh_owner_references_ ? "set" : "not set (another API server)"}});
+    }
     asio::co_spawn(ex_, trim_memory(), [](std::exception_ptr e) {
       if (!e) return;
       try {
@@ -139,6 +155,7 @@ class app_impl final : public app {
     for (auto* c : all_caches()) c->stop();
     if (server_) server_->stop();
     if (client_) client_->shutdown();
+    if (mesh_client_) mesh_client_->shutdown();
     trim_timer_.cancel();
   }
 
@@ -161,6 +178,17 @@ class app_impl final : public app {
         fail(fmt::format("cannot reach the API server at {}: {}", client_->config().server, err.what()));
       co_return;
     }
+    // The mesh cluster answers too, or the process ends now with its name rather than failing
+    // every canary's reconcile later.
+    if (mesh_client_) {
+      auto version = co_await mesh_client_->request("GET", "/version");
+      if (stopping_) co_return;
+      if (!version) {
+        fail(fmt::format("cannot reach the service mesh cluster at {} (-kubeconfig-service-mesh {}): {}",
+                         mesh_client_->config().server, opts_.kubeconfig_service_mesh, version.error().what()));
+        co_return;
+      }
+    }
     canaries_ = make_cache(resources::canaries);
     deployments_ = make_cache(resources::deployments);
     services_ = make_cache(resources::services);
@@ -173,7 +201,7 @@ class app_impl final : public app {
     alert_providers_ = make_cache(resources::alert_providers);
     cluster_ = std::make_unique<cluster>(cluster{*client_, *canaries_, *deployments_, *services_, *configmaps_,
                                                  *secrets_, *hpas_, *metric_templates_, *daemonsets_,
-                                                 *statefulsets_});
+                                                 *statefulsets_, mesh_client_.get(), mesh_owner_references_});
     alerts_ = std::make_unique<alert_sender>(ex_, *alert_providers_, *secrets_, opts_, metrics_);
     runner_ = std::make_unique<canary_runner>(ex_, *cluster_, opts_, *alerts_, metrics_);
 
@@ -331,6 +359,8 @@ class app_impl final : public app {
   options opts_;
   metrics_registry metrics_;
   std::unique_ptr<k8s::api_client> client_;
+  std::unique_ptr<k8s::api_client> mesh_client_;  // -kubeconfig-service-mesh; null without it
+  bool mesh_owner_references_ = true;
   std::unique_ptr<leader_elector> elector_;
   std::unique_ptr<http::server> server_;
   asio::steady_timer trim_timer_{ex_};

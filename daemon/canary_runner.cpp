@@ -601,7 +601,8 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       k_(k),
       opts_(opts),
       routing_(std::make_unique<router_context>(
-          router_context{k.client, k.deployments, k.daemonsets, k.statefulsets, k.services, opts.namespace_, opts.selector_labels})),
+          router_context{k.client, k.deployments, k.daemonsets, k.statefulsets, k.services, opts.namespace_,
+                         opts.selector_labels, k.mesh_client, k.mesh_owner_references})),
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),

@@ -43,6 +43,10 @@ struct cluster {
   k8s::cache& metric_templates;
   k8s::cache& daemonsets;
   k8s::cache& statefulsets;
+  // -kubeconfig-service-mesh: the mesh objects' cluster (mesh/router.hpp's router_context);
+  // nullptr: the main cluster.
+  k8s::api_client* mesh_client = nullptr;
+  bool mesh_owner_references = true;  // false when the mesh cluster is another API server
 };
 
 }  // namespace canaryd

@@ -1,6 +1,10 @@
 // The I/O half of every provider with objects of its own, written once: watch caches of the
 // provider's kinds, reads from them, and the writes its pure rules (core/router.hpp) decide.
 //
+// The objects live on the service mesh's cluster when -kubeconfig-service-mesh names one (its
+// own API client: router_context::client_for); created there on another API server, they carry
+// no ownerReference, as Flagger's (no Canary exists there to own them).
+//
 // The caches (the namespace of -namespace) start when the first Canary asks for the provider,
 // so a cluster without that provider's CRDs costs nothing until then. Reads come from the
 // caches; a create answered 409 AlreadyExists updates the server's copy, and a write answered
@@ -44,7 +48,8 @@ using update_fn = std::function<core::write_result(std::string_view existing)>;
 
 class object_router final : public mesh_router {
  public:
-  object_router(std::unique_ptr<core::route_provider> rules, router_context& k) : rules_(std::move(rules)), k_(k) {
+  object_router(std::unique_ptr<core::route_provider> rules, router_context& k)
+      : rules_(std::move(rules)), k_(k), client_(k.client_for(*rules_)) {
     for (const auto& kind : rules_->kinds()) caches_.push_back({kind, start_cache(resource_of(kind))});
   }
   ~object_router() override { stop(); }
@@ -141,11 +146,11 @@ class object_router final : public mesh_router {
     k8s::watch_options wo;
     wo.res = r;
     wo.namespace_name = k_.watch_namespace;
-    auto cache = std::make_shared<k8s::cache>(k_.client, wo);
+    auto cache = std::make_shared<k8s::cache>(client_, wo);
     // The cache is a parameter, not a capture: a coroutine lambda's captures die with the
     // temporary closure, its parameters live in the coroutine frame.
     auto keep_running = [](std::shared_ptr<k8s::cache> c) -> asio::awaitable<void> { co_await c->run(); };
-    asio::co_spawn(k_.client.get_executor(), keep_running(cache), [what = r.plural](std::exception_ptr e) {
+    asio::co_spawn(client_.get_executor(), keep_running(cache), [what = r.plural](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
@@ -194,8 +199,9 @@ class object_router final : public mesh_router {
       current = std::string(existing->json());
     } else {
       auto body = rules_->create_body(c, o);
+      if (body && !k_.owner_references_for(*rules_)) body = core::without_owner_references(*body);
       if (!body) co_return fail(body.error());
-      auto r = co_await k_.client.create(res, ns, *body);
+      auto r = co_await client_.create(res, ns, *body);
       if (r) {
         log::info(fmt::format("{} {}.{} created", o.kind.kind, o.name, ns), {{"canary", c.id()}});
         co_return boost::system::result<void, std::string>{};
@@ -203,7 +209,7 @@ class object_router final : public mesh_router {
       if (r.error().code != k8s::api_errc::already_exists) {
         co_return fail(fmt::format("{} {}.{} create error: {}", o.kind.kind, o.name, ns, api_text(r.error())));
       }
-      auto fresh = co_await k_.client.get(res, ns, o.name);
+      auto fresh = co_await client_.get(res, ns, o.name);
       if (!fresh) co_return fail(fmt::format("{} {}.{} get query error: {}", o.kind.kind, o.name, ns, api_text(fresh.error())));
       current = std::string(fresh->json());
     }
@@ -219,7 +225,7 @@ class object_router final : public mesh_router {
       auto body = update_body(current);
       if (!body) co_return fail(body.error());
       if (!*body) co_return action_result{};
-      auto u = co_await k_.client.update(res, ns, o.name, **body);
+      auto u = co_await client_.update(res, ns, o.name, **body);
       if (u) {
         log::info(fmt::format("{} {}.{} updated", o.kind.kind, o.name, ns), {{"canary", c.id()}});
         co_return action_result{};
@@ -227,7 +233,7 @@ class object_router final : public mesh_router {
       if (u.error().code != k8s::api_errc::conflict || attempt > 0) {
         co_return fail(fmt::format("{} {}.{} {}: {}", o.kind.kind, o.name, ns, what, api_text(u.error())));
       }
-      auto fresh = co_await k_.client.get(res, ns, o.name);
+      auto fresh = co_await client_.get(res, ns, o.name);
       if (!fresh) co_return fail(fmt::format("{} {}.{} get query error: {}", o.kind.kind, o.name, ns, api_text(fresh.error())));
       current = std::string(fresh->json());
     }
@@ -235,6 +241,7 @@ class object_router final : public mesh_router {
 
   std::unique_ptr<core::route_provider> rules_;
   router_context& k_;
+  k8s::api_client& client_;  // the mesh cluster's, or the main one (router_context::client_for)
   std::vector<kind_cache> caches_;
 };
 

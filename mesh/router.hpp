@@ -29,16 +29,31 @@ namespace canaryd {
 // line (Flagger's recordEventWarningf("%v", err)). (The daemon declares the same alias.)
 using action_result = boost::system::result<void, std::string>;
 
-// What routers share with the rest of the process. The caches are owned by the caller and
-// outlive every router.
+// What routers share with the rest of the process. The caches and clients are owned by the
+// caller and outlive every router.
 struct router_context {
-  k8s::api_client& client;
+  k8s::api_client& client;  // the main cluster: Services, workloads
   k8s::cache& deployments;  // the targets (service ports), by targetRef.kind
   k8s::cache& daemonsets;
   k8s::cache& statefulsets;
   k8s::cache& services;
   std::string watch_namespace;  // the provider caches watch only this namespace ("" = all)
   std::vector<std::string> selector_labels;
+  // -kubeconfig-service-mesh: the cluster of the mesh objects (VirtualServices,
+  // DestinationRules, HTTPRoutes: Flagger's meshClient); nullptr: the main cluster. Its own
+  // client, so its own rate limit and deadlines; the object router's caches watch it.
+  k8s::api_client* mesh_client = nullptr;
+  // Whether created mesh objects carry the Canary's ownerReference: false when the mesh cluster
+  // is another API server (Flagger's setOwnerRefs), where no Canary could own them.
+  bool mesh_owner_references = true;
+
+  // Where `rules` keeps its objects (core::route_provider::on_mesh_cluster()).
+  k8s::api_client& client_for(const core::route_provider& rules) const {
+    return rules.on_mesh_cluster() && mesh_client ? *mesh_client : client;
+  }
+  bool owner_references_for(const core::route_provider& rules) const {
+    return !rules.on_mesh_cluster() || !mesh_client || mesh_owner_references;
+  }
 };
 
 // The Kubernetes Services: initialize_services, reconcile_apex, finalize (revertOnDeletion).

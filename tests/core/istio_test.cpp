@@ -8,6 +8,8 @@
 
 #include "core/canary.hpp"
 #include "core/istio.hpp"
+#include "core/provider.hpp"
+#include "core/router.hpp"
 
 using namespace canaryd::core;
 namespace json = boost::json;
@@ -244,4 +246,28 @@ TEST_CASE("session affinity: a sticky route and Set-Cookie while the canary has 
   auto idle = istio::virtual_service_reconcile_body(c, json::serialize(vs));
   REQUIRE(idle.has_value());
   CHECK_FALSE(*idle);
+}
+
+TEST_CASE("on a mesh cluster apart from the main one the created objects carry no ownerReference, the rest unchanged") {
+  canary c = make_canary();
+  auto created = istio::virtual_service_create_body(c);
+  REQUIRE(created.has_value());
+  json::value with = parse(*created);
+  REQUIRE(with.at_pointer("/metadata/ownerReferences").as_array().size() == 1);
+  auto stripped = without_owner_references(*created);
+  REQUIRE(stripped.has_value());
+  json::value without = parse(*stripped);
+  CHECK_FALSE(without.at("metadata").as_object().contains("ownerReferences"));
+  with.at("metadata").as_object().erase("ownerReferences");
+  CHECK(without == with);
+
+  json::value dr = parse(*without_owner_references(istio::destination_rule_create_body(c, "podinfo-canary")));
+  CHECK_FALSE(dr.at("metadata").as_object().contains("ownerReferences"));
+  CHECK(dr.at_pointer("/spec/host") == "podinfo-canary");
+
+  CHECK_FALSE(without_owner_references("[1]").has_value());
+  CHECK_FALSE(without_owner_references("not json").has_value());
+  // Istio's and Gateway API's objects live where Flagger's meshClient points.
+  CHECK(make_route_provider(*parse_provider("istio"))->on_mesh_cluster());
+  CHECK(make_route_provider(*parse_provider("gatewayapi:v1"))->on_mesh_cluster());
 }
