@@ -385,7 +385,8 @@ class splunk_provider final : public metric_provider {
       if (cec) co_return failed(fmt::format("error executing query: could not connect Signalflow websocket: {}", cec.message()));
       if (via) {
         const std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
-        if (auto tec = co_await http::open_tunnel(sock, host + ":" + u.port))
+        const std::string authority = host + ":" + u.port;
+        if (auto tec = co_await http::open_tunnel(sock, authority))
           co_return failed(fmt::format("error executing query: proxy {}: {}", proxy, tec.message()));
       }
       if (!u.tls) {
