@@ -144,6 +144,7 @@ provider_result make_metric_provider(provider_env& env, const provider_config& c
   if (t == "cloudwatch") return make_cloudwatch_provider(env, cfg);
   if (t == "stackdriver") return make_stackdriver_provider(env, cfg);
   if (t == "keptn") return make_keptn_provider(env, cfg);
+  if (t == "splunk") return make_splunk_provider(env, cfg);
   if (t.empty() || t == "prometheus" || !core::is_known_metric_provider(t)) return make_prometheus_provider(env, cfg);
   return fmt::format("canaryd does not support the {} provider yet", t);
 }

@@ -133,6 +133,7 @@ provider_result make_graphite_provider(provider_env& env, const provider_config&
 provider_result make_cloudwatch_provider(provider_env& env, const provider_config& cfg);
 provider_result make_stackdriver_provider(provider_env& env, const provider_config& cfg);
 provider_result make_keptn_provider(provider_env& env, const provider_config& cfg);
+provider_result make_splunk_provider(provider_env& env, const provider_config& cfg);
 
 // Helpers the providers share (daemon/metric_provider.cpp).
 namespace provider_detail {

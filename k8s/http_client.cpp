@@ -24,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "k8s/http_tunnel.hpp"
 #include "k8s/log.hpp"
 #include "k8s/tls_context.hpp"
 
@@ -34,6 +35,31 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using namespace asio::experimental::awaitable_operators;
+
+// http_tunnel.hpp
+asio::awaitable<error_code> open_tunnel(tcp::socket& s, const std::string& authority) {
+  constexpr auto use_tuple_ = asio::as_tuple(asio::use_awaitable);
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::connect, authority, 11};
+  req.set(bhttp::field::host, authority);
+  auto [wec, written] = co_await bhttp::async_write(s, req, use_tuple_);
+  if (wec) co_return make_error_code(errc::connect_failed);
+  beast::flat_buffer buf;
+  bhttp::response_parser<bhttp::empty_body> p;
+  p.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel starts after the head
+  auto [rec, read] = co_await bhttp::async_read_header(s, buf, p, use_tuple_);
+  if (rec) {
+    log::debug("http proxy CONNECT failed", {{"authority", authority}, {"error", rec.message()}});
+    co_return make_error_code(errc::connect_failed);
+  }
+  const unsigned status = p.get().result_int();
+  if (status < 200 || status > 299) {
+    log::warn("http proxy refused CONNECT", {{"authority", authority}, {"status", status}});
+    co_return make_error_code(errc::connect_failed);
+  }
+  // The origin speaks first only after our ClientHello: any byte here is the proxy's mistake.
+  if (buf.size() != 0) co_return make_error_code(errc::protocol_error);
+  co_return error_code{};
+}
 
 namespace {
 
@@ -180,31 +206,6 @@ void core<Stream>::put_idle(std::unique_ptr<connection<Stream>> c) {
 
 template <class Stream>
 using conn_ptr = std::unique_ptr<connection<Stream>>;
-
-// Asks the proxy at the other end of `s` for a tunnel to `authority` ("host:port") and reads
-// its answer head; afterwards `s` carries bytes to and from the origin.
-asio::awaitable<error_code> open_tunnel(tcp::socket& s, const std::string& authority) {
-  bhttp::request<bhttp::empty_body> req{bhttp::verb::connect, authority, 11};
-  req.set(bhttp::field::host, authority);
-  auto [wec, written] = co_await bhttp::async_write(s, req, use_tuple);
-  if (wec) co_return make_error_code(errc::connect_failed);
-  beast::flat_buffer buf;
-  bhttp::response_parser<bhttp::empty_body> p;
-  p.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel starts after the head
-  auto [rec, read] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
-  if (rec) {
-    log::debug("http proxy CONNECT failed", {{"authority", authority}, {"error", rec.message()}});
-    co_return make_error_code(errc::connect_failed);
-  }
-  const unsigned status = p.get().result_int();
-  if (status < 200 || status > 299) {
-    log::warn("http proxy refused CONNECT", {{"authority", authority}, {"status", status}});
-    co_return make_error_code(errc::connect_failed);
-  }
-  // The origin speaks first only after our ClientHello: any byte here is the proxy's mistake.
-  if (buf.size() != 0) co_return make_error_code(errc::protocol_error);
-  co_return error_code{};
-}
 
 // Resolve, connect (through a CONNECT tunnel if configured) and (for TLS) handshake. No
 // deadline of its own: the caller's applies.

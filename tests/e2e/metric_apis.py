@@ -15,6 +15,8 @@ parameter, header or body is answered 400 with a message that starts "strict:", 
   google     POST /token  RFC 7523 JWT bearer grant: the RS256 signature verified with
              CREDENTIALS' google_rsa_n (hex modulus, e = 65537), then an access token
   stackdriver POST /v3/projects/<project>/timeSeries:query  Bearer <a token /token issued>, {"query"}
+  splunk     GET  /v2/metric?limit=1  X-SF-Token; GET /v2/signalflow/connect: SignalFlow over a
+             WebSocket (class SignalFlow)
 
 What a query answers is chosen by the word after "scenario" in it: good (0.5), bad (5), empty
 (no series), nan (a null or NaN value), throttled (429), slow (answers after 7 s).
@@ -27,11 +29,13 @@ usage: metric_apis.py PORT CREDENTIALS_JSON LOG
 """
 import base64
 import datetime
+import gzip
 import hashlib
 import hmac
 import http.server
 import json
 import re
+import struct
 import sys
 import threading
 import time
@@ -343,6 +347,230 @@ ROUTES = [('/api/v1/', datadog), ('/v1/accounts/', newrelic), ('/api/v2/metrics'
           ('/api/v2/query', influxdb), ('/token', google_token), ('/v3/projects/', stackdriver)]
 
 
+class SignalFlow:
+    """Splunk Observability (SignalFx): the SignalFlow WebSocket API and the metric API that
+    Flagger's IsOnline asks, written from dev.splunk.com/observability/docs/signalflow/messages
+    (request and response messages, binary encoding of data messages) with RFC 6455's handshake
+    and framing done here by hand:
+
+      GET /v2/metric?limit=1    X-SF-Token       -> 200 {"count", "results"} or 401
+      GET /v2/signalflow/connect  Upgrade: websocket (Sec-WebSocket-Key/Version 13 checked)
+        client: {"type":"authenticate","token":<sf_token_key>}  -> {"type":"authenticated",...}
+                (a wrong token: {"type":"error","error":401,...}, then close 4401)
+        client: {"type":"execute","program","channel","start","stop","resolution","maxDelay",
+                 "immediate":true,"timezone"}  (exactly these; stop is now; start before it)
+        server: control-message STREAM_START, JOB_START; message JOB_RUNNING_RESOLUTION;
+                metadata; binary data messages (v1 header; one gzip-compressed); control-message
+                END_OF_CHANNEL; then the close handshake.
+
+    Scenarios by the word after "scenario" in the program: good (points 9, then 0.5, then one
+    without a value: the last valued point is 0.5), bad (0.1 then the long 5), empty (no data),
+    nan (NaN), multiple (two time series), error (an error message for the channel), slow (the
+    data after 7 s). Every connection is logged as one line with the client's messages as the
+    body (a JSON list)."""
+
+    GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+    TSID_A = b'\x00\x00\x00\x00\xa6\xc3\x90\x78'
+    TSID_B = b'\x00\x00\x00\x00\xa6\xc3\x90\x79'
+
+    def handle(self, h):
+        u = urllib.parse.urlsplit(h.path)
+        params = urllib.parse.parse_qs(u.query, keep_blank_values=True)
+        messages, status, answer = [], 200, ''
+        try:
+            if u.path == '/v2/metric':
+                exact_params(params, ['limit'])
+                strict(params['limit'] == ['1'], 'limit %s' % params['limit'])
+                if h.headers.get('X-SF-Token') != CREDS['sf_token_key']:
+                    raise Reject(401, json.dumps({'code': 401, 'message': 'Unauthorized'}))
+                answer = json.dumps({'count': 1, 'results': [{'name': 'demo.errors', 'type': 'GAUGE'}]})
+                self.reply(h, 200, answer)
+            else:
+                strict(u.path == '/v2/signalflow/connect', 'signalflow has no ' + u.path)
+                exact_params(params, [])
+                status, info = 101, {}
+                try:
+                    answer = self.converse(h, messages, info)
+                except (OSError, EOFError):
+                    answer = info.get('scenario', '') + ' (client gone)'
+        except Reject as r:
+            status, answer = r.status, r.body
+            if not messages:
+                self.reply(h, r.status, r.body, r.content_type)
+            else:  # inside the WebSocket: say it in an error message, then close
+                self.safe_send(h, 1, json.dumps({'type': 'error', 'error': 400, 'message': r.body}))
+                self.safe_send(h, 8, struct.pack('!H', 1008) + b'strict')
+        h.close_connection = True
+        line = json.dumps({'api': 'splunk', 'method': 'GET', 'path': u.path, 'params': params,
+                           'headers': {k: v for k, v in h.headers.items()}, 'body': json.dumps(messages),
+                           'status': status, 'answer': answer[:200]})
+        with LOCK, open(LOG, 'a') as f:
+            f.write(line + '\n')
+
+    @staticmethod
+    def reply(h, status, text, ctype='application/json'):
+        data = text.encode()
+        h.send_response(status)
+        h.send_header('Content-Type', ctype)
+        h.send_header('Content-Length', str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    # RFC 6455 §4.2: the opening handshake.
+    def upgrade(self, h):
+        strict(h.request_version == 'HTTP/1.1', 'WebSocket wants HTTP/1.1')
+        strict((h.headers.get('Upgrade') or '').lower() == 'websocket', 'Upgrade: %r' % h.headers.get('Upgrade'))
+        strict('upgrade' in [t.strip().lower() for t in (h.headers.get('Connection') or '').split(',')],
+               'Connection: %r' % h.headers.get('Connection'))
+        strict(h.headers.get('Sec-WebSocket-Version') == '13', 'Sec-WebSocket-Version: %r' %
+               h.headers.get('Sec-WebSocket-Version'))
+        key = h.headers.get('Sec-WebSocket-Key') or ''
+        try:
+            strict(len(base64.b64decode(key, validate=True)) == 16, 'Sec-WebSocket-Key is not 16 bytes')
+        except ValueError:
+            strict(False, 'Sec-WebSocket-Key is not base64: %r' % key)
+        strict(h.headers.get('Host') == '127.0.0.1:%d' % PORT, 'Host: %r' % h.headers.get('Host'))
+        accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+        h.send_response(101)
+        h.send_header('Upgrade', 'websocket')
+        h.send_header('Connection', 'Upgrade')
+        h.send_header('Sec-WebSocket-Accept', accept)
+        h.end_headers()
+        h.wfile.flush()
+
+    # RFC 6455 §5: frames. The client's are masked; ours are not.
+    @staticmethod
+    def read_message(h):
+        op, data = None, b''
+        while True:
+            b = h.rfile.read(2)
+            if len(b) < 2:
+                raise EOFError()
+            fin, opcode, masked, n = b[0] & 0x80, b[0] & 0x0f, b[1] & 0x80, b[1] & 0x7f
+            strict(b[0] & 0x70 == 0, 'reserved bits set without an extension')
+            strict(masked, 'a client frame is not masked')
+            if n == 126:
+                n = struct.unpack('!H', h.rfile.read(2))[0]
+            elif n == 127:
+                n = struct.unpack('!Q', h.rfile.read(8))[0]
+            mask = h.rfile.read(4)
+            payload = bytes(c ^ mask[i % 4] for i, c in enumerate(h.rfile.read(n)))
+            if opcode == 9:  # ping
+                SignalFlow.send(h, 10, payload)
+                continue
+            if opcode == 10:
+                continue
+            if opcode == 8:
+                return 8, payload
+            strict(opcode in (1, 2) if op is None else opcode == 0, 'unexpected opcode %d' % opcode)
+            op = opcode if op is None else op
+            data += payload
+            if fin:
+                return op, data
+
+    @staticmethod
+    def send(h, opcode, payload):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + struct.pack('!H', n)
+        else:
+            head += bytes([127]) + struct.pack('!Q', n)
+        h.wfile.write(head + payload)
+        h.wfile.flush()
+
+    @staticmethod
+    def safe_send(h, opcode, payload):
+        try:
+            SignalFlow.send(h, opcode, payload)
+        except OSError:
+            pass
+
+    def next_json(self, h, messages):
+        op, data = self.read_message(h)
+        strict(op == 1, 'want a text message, got opcode %d' % op)
+        m = json.loads(data)
+        messages.append(m)
+        return m
+
+    def data_message(self, channel, points, compressed=False):
+        """Binary encoding, version 1: version, type 5 (data), flags, reserved, the channel
+        NUL-padded to 16 bytes; then the timestamp, the count and (type, TSID, value) each."""
+        body = struct.pack('!qI', int(time.time() * 1000), len(points))
+        for vtype, tsid, v in points:
+            raw = struct.pack('!d', v) if vtype == 2 else struct.pack('!q', v) if vtype == 1 else b'\0' * 8
+            body += struct.pack('!B', vtype) + tsid + raw
+        if compressed:
+            body = gzip.compress(body)
+        return struct.pack('!BBBB16s', 1, 5, 1 if compressed else 0, 0, channel.encode()) + body
+
+    def converse(self, h, messages, info):
+        self.upgrade(h)
+        auth = self.next_json(h, messages)
+        strict(sorted(auth) == ['token', 'type'] and auth['type'] == 'authenticate',
+               'first message is not {"type":"authenticate","token"}: %s' % sorted(auth))
+        if auth['token'] != CREDS['sf_token_key']:
+            self.send(h, 1, json.dumps({'type': 'error', 'error': 401, 'errorType': 'UNAUTHORIZED',
+                                        'message': 'Invalid auth token'}))
+            self.send(h, 8, struct.pack('!H', 4401) + b'Unauthorized')
+            return 'unauthorized'
+        self.send(h, 1, json.dumps({'type': 'authenticated', 'orgId': 'AAAAAAAAAAA', 'userId': 'BBBBBBBBBBB'}))
+        ex = self.next_json(h, messages)
+        want = ['channel', 'immediate', 'maxDelay', 'program', 'resolution', 'start', 'stop', 'timezone', 'type']
+        strict(sorted(ex) == want, 'execute fields %s, want %s' % (sorted(ex), want))
+        strict(ex['type'] == 'execute', 'type %r' % ex['type'])
+        strict(isinstance(ex['channel'], str) and ex['channel'], 'channel %r' % ex['channel'])
+        for k in ('start', 'stop'):
+            strict(isinstance(ex[k], int) and not isinstance(ex[k], bool), '%s is not an integer' % k)
+        window(ex['start'], ex['stop'], 1000)
+        strict(ex['immediate'] is True, 'immediate is not true')
+        ch, s = ex['channel'], scenario(ex['program'])
+        info['scenario'] = s
+        handle = 'DzZ1Y3kAgAA'
+        self.send(h, 1, json.dumps({'type': 'control-message', 'channel': ch, 'event': 'STREAM_START',
+                                    'timestampMs': int(time.time() * 1000)}))
+        self.send(h, 1, json.dumps({'type': 'control-message', 'channel': ch, 'event': 'JOB_START',
+                                    'handle': handle, 'timestampMs': int(time.time() * 1000)}))
+        self.send(h, 1, json.dumps({'type': 'message', 'channel': ch, 'logicalTimestampMs': ex['start'],
+                                    'message': {'messageCode': 'JOB_RUNNING_RESOLUTION', 'messageLevel': 'INFO',
+                                                'numInputTimeSeries': 1, 'timestampMs': ex['start'],
+                                                'contents': {'resolutionMs': 60000}}}))
+        if s == 'error':
+            self.send(h, 1, json.dumps({'type': 'error', 'channel': ch, 'error': 400,
+                                        'errorType': 'ANALYTICS_PROGRAM_NAME_ERROR',
+                                        'message': "Program name 'scenario_error' is not defined"}))
+            return 'error'
+        for tsid in (self.TSID_A, self.TSID_B) if s == 'multiple' else (self.TSID_A,):
+            self.send(h, 1, json.dumps({'type': 'metadata', 'channel': ch,
+                                        'tsId': base64.urlsafe_b64encode(tsid).decode().rstrip('='),
+                                        'properties': {'sf_metric': 'demo.errors', 'sf_type': 'MetricTimeseries',
+                                                       'sf_key': ['sf_metric']}}))
+        if s == 'slow':
+            time.sleep(7)
+        A, B = self.TSID_A, self.TSID_B
+        batches = {'good': [[(2, A, 9.0)], [(2, A, 0.5)], [(0, A, 0)]],
+                   'bad': [[(2, A, 0.1)], [(1, A, 5)]],
+                   'nan': [[(2, A, float('nan'))]],
+                   'multiple': [[(2, A, 0.5), (2, B, 0.4)]],
+                   'slow': [[(2, A, 0.5)]]}.get(s, [])
+        for i, points in enumerate(batches):
+            self.send(h, 2, self.data_message(ch, points, compressed=(s == 'good' and i == 1)))
+        self.send(h, 1, json.dumps({'type': 'control-message', 'channel': ch, 'event': 'END_OF_CHANNEL',
+                                    'handle': handle, 'timestampMs': int(time.time() * 1000)}))
+        # The client closes (RFC 6455 §5.5.1): echo its close.
+        op, data = self.read_message(h)
+        strict(op == 8, 'want the close handshake, got opcode %d' % op)
+        self.send(h, 8, data[:2])
+        return s
+
+
+SIGNALFLOW = SignalFlow()
+
+
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
 
@@ -387,6 +615,8 @@ class H(http.server.BaseHTTPRequestHandler):
             pass
 
     def do_GET(self):
+        if self.path.startswith('/v2/'):
+            return SIGNALFLOW.handle(self)
         self.handle_any('GET')
 
     def do_POST(self):

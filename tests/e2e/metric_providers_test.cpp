@@ -671,3 +671,159 @@ TEST_CASE("keptn templates read KeptnMetrics and run Analyses through the Kubern
   REQUIRE(code);
   CHECK(*code == 0);
 }
+
+// splunk (SignalFx SignalFlow over a WebSocket): metric_apis.py's SignalFlow class speaks RFC 6455
+// and the SignalFlow messages itself and checks the handshake, the authenticate message and the
+// execute message's fields; the binary data messages it answers (one gzip-compressed) carry a
+// first point the provider must not take and, for "good", a last one without a value it must skip.
+TEST_CASE("splunk templates run SignalFlow over a WebSocket: the last point promotes or rolls back, and no data, NaN, errors, slowness and a refused token never pass") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  temp_dir dir;
+  const auto log = dir.path() / "requests.jsonl";
+  const int port = free_port();
+  child apis({"python3", (source_root() / "tests" / "e2e" / "metric_apis.py").string(), std::to_string(port),
+              json::serialize(json::object{{"sf_token_key", "sf-Tok-5e1f"}}), log.string()},
+             {}, dir.path() / "apis.err");
+  REQUIRE_MESSAGE(apis.wait_for_line("listening", 20s), apis.stderr_text());
+  const std::string api_url = "http://127.0.0.1:" + std::to_string(port);
+  const std::string down_url = "http://127.0.0.1:" + std::to_string(free_port());
+  sim.kubectl_ok({"-n", "demo", "create", "secret", "generic", "sf-keys", "--from-literal=sf_token_key=sf-Tok-5e1f"});
+  sim.kubectl_ok({"-n", "demo", "create", "secret", "generic", "sf-wrong", "--from-literal=sf_token_key=wrong"});
+
+  const std::vector<std::string> scenarios = {"good",  "bad",  "empty",        "nan", "multiple",
+                                              "error", "slow", "unauthorized", "down"};
+  auto name_of = [](const std::string& s) { return "splunk-" + s; };
+  std::string manifests;
+  for (const auto& s : scenarios) {
+    const std::string scen = s == "unauthorized" || s == "down" ? "good" : s;
+    manifests += "---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: " + name_of(s) +
+                 "\n  namespace: demo\nspec:\n  provider:\n    type: splunk\n    address: " +
+                 (s == "down" ? down_url : api_url) + "\n    secretRef:\n      name: " +
+                 (s == "unauthorized" ? "sf-wrong" : "sf-keys") +
+                 "\n  query: |\n    data('demo.errors', filter=filter('deployment', '{{ target }}') and "
+                 "filter('scenario', '" + scen + "')).mean().publish()\n";
+    manifests += "---\n" + deployment_yaml(name_of(s));
+  }
+  sim.kubectl_ok({"apply", "-f", "-"}, manifests);
+  auto d = start_canaryd(sim);
+  auto output = std::make_unique<drainer>(*d.proc);
+  std::string canaries;
+  for (const auto& s : scenarios) canaries += "---\n" + provider_canary(name_of(s));
+  sim.kubectl_ok({"apply", "-f", "-"}, canaries);
+
+  auto phases = [&] {
+    std::map<std::string, std::string> out;
+    auto v = get_json(sim, {"canaries"});
+    if (v.is_null()) return out;
+    for (const auto& item : v.at("items").as_array())
+      out[str_at(item, {"metadata", "name"})] = str_at(item, {"status", "phase"});
+    return out;
+  };
+  auto all = [&](const std::function<bool(const std::string&)>& pred) {
+    auto p = phases();
+    for (const auto& s : scenarios)
+      if (!pred(p[name_of(s)])) return false;
+    return true;
+  };
+  REQUIRE_MESSAGE(eventually([&] { return all([](const std::string& ph) { return ph == "Initialized"; }); }, 60s),
+                  "not all canaries initialized");
+  std::vector<std::string> set_image{"-n", "demo", "set", "image"};
+  for (const auto& s : scenarios) set_image.push_back("deployment/" + name_of(s));
+  set_image.push_back("podinfod=ghcr.io/stefanprodan/podinfo:6.0.1");
+  sim.kubectl_ok(set_image);
+  const bool done =
+      eventually([&] { return all([](const std::string& ph) { return ph == "Succeeded" || ph == "Failed"; }); }, 90s);
+
+  auto final_phases = phases();
+  for (const auto& s : scenarios) {
+    const std::string n = name_of(s);
+    auto evs = canary_events(sim, n);
+    INFO(n << " events:\n" << dump(evs));
+    const std::string tmpl = "(splunk provider, metric template " + n + ".demo)";
+    CHECK(final_phases[n] == (s == "good" ? "Succeeded" : "Failed"));
+    if (s == "good") {
+      CHECK(has_event(evs, "Normal", "Advance " + n + ".demo canary iteration 3/3"));
+      CHECK(!has_event(evs, "Warning", "Halt"));
+      CHECK(image_of(sim, n + "-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1");
+      continue;
+    }
+    CHECK(image_of(sim, n + "-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+    CHECK(has_event(evs, "Warning", "Rolling back " + n + ".demo failed checks threshold reached 2"));
+    if (s == "bad") CHECK(has_event(evs, "Warning", "Halt " + n + ".demo advancement errors 5.00 > 1"));
+    if (s == "empty") CHECK(has_event(evs, "Warning", "invalid response: no values found " + tmpl));
+    if (s == "nan") CHECK(has_event(evs, "Warning", "value is nan: no values found " + tmpl));
+    if (s == "empty" || s == "nan")
+      CHECK(has_event(evs, "Warning", "Halt advancement no values found for custom metric: errors: "));
+    auto failed_with = [&](const std::string& why) {
+      CHECK(has_event(evs, "Warning", "Metric query failed for errors: " + why + " " + tmpl));
+    };
+    if (s == "multiple") failed_with("invalid response: query returned multiple values");
+    if (s == "error")
+      failed_with("error executing query: 400 (ANALYTICS_PROGRAM_NAME_ERROR): Program name 'scenario_error' is not "
+                  "defined");
+    if (s == "slow") failed_with("error executing query: no answer within 5s");
+    if (s == "unauthorized") {
+      failed_with("error executing query: authentication failed: 401 (UNAUTHORIZED): Invalid auth token");
+      CHECK(has_event(evs, "Warning", "Error checking metric providers: splunk in metric template " + n +
+                                          ".demo not available: error response: {\"code\": 401, \"message\": "
+                                          "\"Unauthorized\"}"));
+    }
+    if (s == "down") {
+      CHECK(has_event(evs, "Warning", "Metric query failed for errors: error executing query: could not connect "
+                                      "Signalflow websocket: "));
+      CHECK(has_event(evs, "Warning", "Error checking metric providers: splunk in metric template " + n +
+                                          ".demo not available: request failed: "));
+    }
+  }
+  REQUIRE(done);
+
+  // What canaryd sent, against the SignalFlow documentation: nothing refused as "strict:"; the
+  // stream endpoint; the token in the authenticate message; the execute message over the
+  // window of 10 x the metric's 30s interval ending now (the server checked "now" at receipt).
+  auto reqs = read_log(log);
+  REQUIRE(!reqs.empty());
+  std::map<std::string, int> seen;
+  for (const auto& r : reqs) {
+    INFO(json::serialize(r));
+    const std::string answer(r.at("answer").as_string());
+    CHECK(answer.rfind("strict:", 0) == std::string::npos);
+    const std::string path(r.at("path").as_string());
+    const auto status = r.at("status").to_number<std::int64_t>();
+    if (path == "/v2/metric") {
+      CHECK(param(r, "limit") == "1");
+      if (status == 200) {
+        CHECK(header(r, "X-SF-Token") == "sf-Tok-5e1f");
+        ++seen["online"];
+      }
+      continue;
+    }
+    CHECK(path == "/v2/signalflow/connect");
+    CHECK(status == 101);
+    CHECK(header(r, "Sec-WebSocket-Version") == "13");
+    auto msgs = json::parse(r.at("body").as_string()).as_array();
+    REQUIRE(!msgs.empty());
+    CHECK(msgs[0] == json::value(json::object{{"type", "authenticate"},
+                                              {"token", answer == "unauthorized" ? "wrong" : "sf-Tok-5e1f"}}));
+    ++seen[answer.substr(0, answer.find(' '))];
+    if (msgs.size() < 2) continue;
+    const auto& ex = msgs[1].as_object();
+    CHECK(ex.at("type") == "execute");
+    CHECK(ex.at("channel") == "ch-1");
+    CHECK(ex.at("immediate") == true);
+    CHECK(ex.at("resolution") == 0);
+    CHECK(ex.at("maxDelay") == 0);
+    CHECK(ex.at("timezone") == "");
+    CHECK(ex.at("stop").to_number<std::int64_t>() - ex.at("start").to_number<std::int64_t>() == 300000);
+    const std::string program(ex.at("program").as_string());
+    CHECK(program.rfind("data('demo.errors', filter=filter('deployment', 'splunk-", 0) == 0);
+  }
+  for (const char* k : {"online", "good", "bad", "empty", "nan", "multiple", "error", "slow", "unauthorized"})
+    CHECK_MESSAGE(seen[k] > 0, "no request answered: " << std::string(k));
+
+  output.reset();
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(10s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
