@@ -11,6 +11,7 @@
 #include "core/duration.hpp"
 #include "daemon/aws_credentials.hpp"
 #include "daemon/outbound.hpp"
+#include "k8s/api_client.hpp"
 #include "k8s/http_client.hpp"
 
 namespace canaryd {
@@ -31,6 +32,7 @@ aws_credential_chain& provider_env::aws_credentials() {
 void provider_env::stop() {
   stopped_ = true;
   for (auto& [_, c] : clients_) c->shutdown();
+  for (auto& [_, c] : api_clients_) c->shutdown();
 }
 
 asio::awaitable<boost::system::result<http::response, std::string>> provider_env::send(
@@ -144,6 +146,7 @@ provider_result make_metric_provider(provider_env& env, const provider_config& c
   if (t == "cloudwatch") return make_cloudwatch_provider(env, cfg);
   if (t == "stackdriver") return make_stackdriver_provider(env, cfg);
   if (t == "keptn") return make_keptn_provider(env, cfg);
+  if (t == "externalmetrics") return make_externalmetrics_provider(env, cfg);
   if (t.empty() || t == "prometheus" || !core::is_known_metric_provider(t)) return make_prometheus_provider(env, cfg);
   return fmt::format("canaryd does not support the {} provider yet", t);
 }
