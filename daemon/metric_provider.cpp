@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "core/duration.hpp"
+#include "core/metric_answers.hpp"
 #include "daemon/aws_credentials.hpp"
 #include "daemon/outbound.hpp"
 #include "k8s/api_client.hpp"
@@ -67,27 +68,10 @@ asio::awaitable<boost::system::result<http::response, std::string>> provider_env
 
 namespace provider_detail {
 
-core::metric_observation value(double v) {
-  if (!std::isfinite(v)) return no_values(fmt::format("value is {}: no values found", v));
-  core::metric_observation o;
-  o.result = outcome::value;
-  o.value = v;
-  return o;
-}
-
-core::metric_observation no_values(std::string error) {
-  core::metric_observation o;
-  o.result = outcome::no_values;
-  o.error = std::move(error);
-  return o;
-}
-
-core::metric_observation failed(std::string error) {
-  core::metric_observation o;
-  o.result = outcome::query_failed;
-  o.error = std::move(error);
-  return o;
-}
+// One definition of what a value, no values and a failure are: core's (core/metric_answers.hpp).
+core::metric_observation value(double v) { return core::observed_value(v); }
+core::metric_observation no_values(std::string error) { return core::observed_no_values(std::move(error)); }
+core::metric_observation failed(std::string error) { return core::observed_failure(std::move(error)); }
 
 boost::system::result<std::chrono::milliseconds, std::string> parse_interval(std::string_view interval) {
   auto d = parse_go_duration(interval);
