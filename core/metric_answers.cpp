@@ -235,4 +235,43 @@ metric_observation read_influxdb_answer(int status, std::string_view body) {
   return no_values("no records: no values found");
 }
 
+metric_observation read_cloudwatch_answer(std::string_view body) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec || !doc.is_object()) return failed(fmt::format("error requesting cloudwatch: bad answer '{}'", body));
+  auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", body)); };
+  const json::value* results = doc.as_object().if_contains("MetricDataResults");
+  if (!results || !results->is_array() || results->as_array().empty() || !results->as_array()[0].is_object())
+    return none();
+  const json::value* values = results->as_array()[0].as_object().if_contains("Values");
+  if (!values || !values->is_array() || values->as_array().empty() || !values->as_array()[0].is_number())
+    return none();
+  return value(values->as_array()[0].to_number<double>());
+}
+
+metric_observation read_stackdriver_answer(std::string_view body) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec || !doc.is_object()) return failed(fmt::format("error requesting stackdriver: bad answer '{}'", body));
+  auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", body)); };
+  const json::value* series = doc.as_object().if_contains("timeSeriesData");
+  if (!series || !series->is_array() || series->as_array().empty() || !series->as_array()[0].is_object())
+    return none();
+  const json::value* points = series->as_array()[0].as_object().if_contains("pointData");
+  if (!points || !points->is_array() || points->as_array().empty() || !points->as_array()[0].is_object())
+    return none();
+  const json::value* values = points->as_array()[0].as_object().if_contains("values");
+  if (!values || !values->is_array() || values->as_array().empty() || !values->as_array()[0].is_object())
+    return none();
+  const json::object& v = values->as_array()[0].as_object();
+  if (auto* d = v.if_contains("doubleValue")) {
+    if (d->is_number()) return value(d->to_number<double>());
+    if (d->is_string()) return value(std::strtod(std::string(d->as_string()).c_str(), nullptr));  // "NaN"
+  }
+  if (auto* i = v.if_contains("int64Value"); i && i->is_string()) {
+    return value(std::strtod(std::string(i->as_string()).c_str(), nullptr));
+  }
+  return none();
+}
+
 }  // namespace canaryd::core

@@ -27,5 +27,11 @@ metric_observation read_dynatrace_answer(int status, std::string_view body);
 metric_observation read_graphite_answer(int status, std::string_view body);
 // InfluxDB 2 /api/v2/query annotated CSV: the _value of the first record.
 metric_observation read_influxdb_answer(int status, std::string_view body);
+// The body of a 200 answer (the edge reports other statuses with the API's error text):
+// CloudWatch GetMetricData (AWS JSON 1.0): Values[0] of the first result (newest first).
+metric_observation read_cloudwatch_answer(std::string_view body);
+// Cloud Monitoring timeSeries:query: the first value (doubleValue, or int64Value as its number) of
+// the first point of the first time series (newest first).
+metric_observation read_stackdriver_answer(std::string_view body);
 
 }  // namespace canaryd::core

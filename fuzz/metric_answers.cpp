@@ -1,6 +1,7 @@
-// libFuzzer target: the bodies the metric providers' APIs answer (datadog, newrelic, dynatrace,
-// graphite, influxdb, the External Metrics API), an externalmetrics query and a Kubernetes
-// quantity, read as canaryd reads them (core/metric_answers.hpp, core/external_metrics.hpp).
+// libFuzzer target: the bodies the metric providers' APIs answer (Datadog, New Relic, Dynatrace,
+// Graphite, InfluxDB, CloudWatch, Cloud Monitoring, the External Metrics API), an externalmetrics
+// query and a Kubernetes quantity, read as canaryd reads them (core/metric_answers.hpp,
+// core/external_metrics.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -18,6 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)read_graphite_answer(status, body);
     (void)read_influxdb_answer(status, body);
   }
+  (void)read_cloudwatch_answer(body);
+  (void)read_stackdriver_answer(body);
   (void)read_external_metrics_answer(body);
   (void)parse_quantity(body);
   if (auto q = parse_external_metrics_query(body)) (void)external_metrics_target(*q);

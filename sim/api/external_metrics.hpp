@@ -33,7 +33,8 @@ boost::json::object group_entry();
 // /apis/external.metrics.k8s.io
 boost::json::object api_group();
 // /apis/external.metrics.k8s.io/v1beta1: one resource per metric the ConfigMaps name (as
-// adapters list the metrics they serve), namespaced, verb get.
+// adapters list the metrics they serve), namespaced, verb get; "externalmetrics" (KEDA's one
+// entry) when there is none, as kubectl's discovery fails on an empty list.
 boost::json::object resource_list(const std::vector<object_ptr>& configmaps);
 
 // The list for `metric` from the ConfigMaps of its namespace: the ones labelled for it whose

@@ -111,6 +111,32 @@ TEST_CASE("influxdb: the _value of the first record of the annotated CSV; errors
   CHECK(refused.error == "error accessing influxdb query api: unauthorized access");
 }
 
+TEST_CASE("cloudwatch: Values[0] of the first result, CloudWatch answering newest first") {
+  check_value(read_cloudwatch_answer(R"({"MetricDataResults":[
+      {"Id":"e1","Label":"errors","Timestamps":[1700000060,1700000000],"Values":[0.5,9.0],"StatusCode":"Complete"},
+      {"Id":"m1","Values":[3.0]}],"Messages":[]})"),
+              0.5);
+  check_no_values(read_cloudwatch_answer(R"({"MetricDataResults":[{"Id":"e1","Timestamps":[],"Values":[]}]})"));
+  check_no_values(read_cloudwatch_answer(R"({"MetricDataResults":[]})"));
+  check_no_values(read_cloudwatch_answer(R"({"Messages":[]})"));
+  auto junk = read_cloudwatch_answer("<xml/>");
+  CHECK(junk.result == outcome::query_failed);
+  CHECK(junk.error == "error requesting cloudwatch: bad answer '<xml/>'");
+}
+
+TEST_CASE("stackdriver: the first value of the first point of the first series; int64Value as its number") {
+  check_value(read_stackdriver_answer(R"({"timeSeriesDescriptor":{},"timeSeriesData":[
+      {"labelValues":[],"pointData":[{"values":[{"doubleValue":0.25}],"timeInterval":{}},
+                                     {"values":[{"doubleValue":8}]}]}]})"),
+              0.25);
+  check_value(read_stackdriver_answer(R"({"timeSeriesData":[{"pointData":[{"values":[{"int64Value":"42"}]}]}]})"), 42);
+  check_no_values(read_stackdriver_answer(R"({"timeSeriesData":[{"pointData":[{"values":[{"doubleValue":"NaN"}]}]}]})"));
+  check_no_values(read_stackdriver_answer(R"({"timeSeriesDescriptor":{}})"));
+  check_no_values(read_stackdriver_answer(R"({"timeSeriesData":[{"pointData":[]}]})"));
+  check_no_values(read_stackdriver_answer(R"({"timeSeriesData":[{"pointData":[{"values":[{"stringValue":"x"}]}]}]})"));
+  CHECK(read_stackdriver_answer("nope").result == outcome::query_failed);
+}
+
 TEST_CASE("a NaN or infinite value is no values, whichever provider reads it") {
   auto nan = observed_value(std::numeric_limits<double>::quiet_NaN());
   CHECK(nan.result == outcome::no_values);
