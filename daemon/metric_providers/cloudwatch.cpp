@@ -16,9 +16,9 @@
 #include <cstdlib>
 
 #include "core/aws_sigv4.hpp"
+#include "core/metric_answers.hpp"
 #include "daemon/aws_credentials.hpp"
 #include "daemon/aws_sign.hpp"
-#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/http_client.hpp"
 

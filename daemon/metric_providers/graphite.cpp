@@ -13,8 +13,8 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "core/metric_query.hpp"
 #include "core/metric_answers.hpp"
+#include "core/metric_query.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/config.hpp"
 #include "k8s/http_client.hpp"
@@ -46,7 +46,6 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view q)
   }
   return out;
 }
-
 
 core::metric_observation read_answer(const http::response& res) {
   return core::read_graphite_answer(res.status, res.body);

@@ -31,7 +31,6 @@ namespace {
 
 constexpr std::chrono::seconds timeout{15};
 
-
 core::metric_observation read_answer(const http::response& res) {
   return core::read_influxdb_answer(res.status, res.body);
 }
