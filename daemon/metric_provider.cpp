@@ -9,8 +9,10 @@
 #include <cmath>
 
 #include "core/duration.hpp"
+#include "core/metric_answers.hpp"
 #include "daemon/aws_credentials.hpp"
 #include "daemon/outbound.hpp"
+#include "k8s/api_client.hpp"
 #include "k8s/http_client.hpp"
 
 namespace canaryd {
@@ -31,6 +33,7 @@ aws_credential_chain& provider_env::aws_credentials() {
 void provider_env::stop() {
   stopped_ = true;
   for (auto& [_, c] : clients_) c->shutdown();
+  for (auto& [_, c] : api_clients_) c->shutdown();
 }
 
 asio::awaitable<boost::system::result<http::response, std::string>> provider_env::send(
@@ -65,27 +68,10 @@ asio::awaitable<boost::system::result<http::response, std::string>> provider_env
 
 namespace provider_detail {
 
-core::metric_observation value(double v) {
-  if (!std::isfinite(v)) return no_values(fmt::format("value is {}: no values found", v));
-  core::metric_observation o;
-  o.result = outcome::value;
-  o.value = v;
-  return o;
-}
-
-core::metric_observation no_values(std::string error) {
-  core::metric_observation o;
-  o.result = outcome::no_values;
-  o.error = std::move(error);
-  return o;
-}
-
-core::metric_observation failed(std::string error) {
-  core::metric_observation o;
-  o.result = outcome::query_failed;
-  o.error = std::move(error);
-  return o;
-}
+// One definition of what a value, no values and a failure are: core's (core/metric_answers.hpp).
+core::metric_observation value(double v) { return core::observed_value(v); }
+core::metric_observation no_values(std::string error) { return core::observed_no_values(std::move(error)); }
+core::metric_observation failed(std::string error) { return core::observed_failure(std::move(error)); }
 
 boost::system::result<std::chrono::milliseconds, std::string> parse_interval(std::string_view interval) {
   auto d = parse_go_duration(interval);
@@ -145,6 +131,7 @@ provider_result make_metric_provider(provider_env& env, const provider_config& c
   if (t == "stackdriver") return make_stackdriver_provider(env, cfg);
   if (t == "keptn") return make_keptn_provider(env, cfg);
   if (t == "splunk") return make_splunk_provider(env, cfg);
+  if (t == "externalmetrics") return make_externalmetrics_provider(env, cfg);
   if (t.empty() || t == "prometheus" || !core::is_known_metric_provider(t)) return make_prometheus_provider(env, cfg);
   return fmt::format("canaryd does not support the {} provider yet", t);
 }

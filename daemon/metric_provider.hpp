@@ -68,6 +68,9 @@ class provider_env {
   // The Kubernetes API client (keptn), or null when there is none.
   k8s::api_client* api() const { return api_; }
   void set_api(k8s::api_client* api) { api_ = api; }
+  // Kubernetes API clients made from api()'s configuration with a provider's overrides
+  // (externalmetrics: its address, token and 5 s deadline), by the provider's key; stop() shuts them.
+  std::map<std::string, std::unique_ptr<k8s::api_client>>& api_clients() { return api_clients_; }
 
   // The AWS default credential chain, its temporary credentials kept across checks.
   aws_credential_chain& aws_credentials();
@@ -82,6 +85,7 @@ class provider_env {
   std::unique_ptr<aws_credential_chain> aws_;
   std::map<std::string, std::pair<std::string, core::wall_time>> google_tokens_;
   k8s::api_client* api_ = nullptr;
+  std::map<std::string, std::unique_ptr<k8s::api_client>> api_clients_;
 };
 
 // Where a Prometheus query goes and how it authenticates.
@@ -134,6 +138,7 @@ provider_result make_cloudwatch_provider(provider_env& env, const provider_confi
 provider_result make_stackdriver_provider(provider_env& env, const provider_config& cfg);
 provider_result make_keptn_provider(provider_env& env, const provider_config& cfg);
 provider_result make_splunk_provider(provider_env& env, const provider_config& cfg);
+provider_result make_externalmetrics_provider(provider_env& env, const provider_config& cfg);
 
 // Helpers the providers share (daemon/metric_provider.cpp).
 namespace provider_detail {

@@ -16,6 +16,7 @@
 #include <cstdlib>
 
 #include "core/aws_sigv4.hpp"
+#include "core/metric_answers.hpp"
 #include "daemon/aws_credentials.hpp"
 #include "daemon/aws_sign.hpp"
 #include "daemon/metric_provider.hpp"
@@ -62,16 +63,7 @@ class cloudwatch_provider final : public metric_provider {
     auto res = co_await call(json::serialize(body));
     if (!res) co_return failed(fmt::format("error requesting cloudwatch: {}", res.error()));
     if (res->status != 200) co_return failed(fmt::format("error requesting cloudwatch: {}", aws_error(*res)));
-    json::value doc = json::parse(res->body, ec);
-    if (ec || !doc.is_object()) co_return failed(fmt::format("error requesting cloudwatch: bad answer '{}'", res->body));
-    auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", res->body)); };
-    const json::value* results = doc.as_object().if_contains("MetricDataResults");
-    if (!results || !results->is_array() || results->as_array().empty() || !results->as_array()[0].is_object())
-      co_return none();
-    const json::value* values = results->as_array()[0].as_object().if_contains("Values");
-    if (!values || !values->is_array() || values->as_array().empty() || !values->as_array()[0].is_number())
-      co_return none();
-    co_return value(values->as_array()[0].to_number<double>());
+    co_return core::read_cloudwatch_answer(res->body);
   }
 
   asio::awaitable<std::string> is_online() override {

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/http_client.hpp"
 
@@ -23,19 +24,7 @@ constexpr std::chrono::seconds timeout{5};
 constexpr const char* default_address = "https://api.datadoghq.com";
 
 core::metric_observation read_answer(const http::response& res) {
-  if (res.status != 200) return failed(fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  if (ec || !doc.is_object()) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-  const json::value* series = doc.as_object().if_contains("series");
-  const json::array* list = series ? series->if_array() : nullptr;
-  auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", res.body)); };
-  if (!list || list->empty() || !(*list)[0].is_object()) return none();
-  const json::value* pl = (*list)[0].as_object().if_contains("pointlist");
-  if (!pl || !pl->is_array() || pl->as_array().empty()) return none();
-  const json::array* point = pl->as_array()[0].if_array();
-  if (!point || point->size() < 2 || !(*point)[1].is_number()) return none();
-  return value((*point)[1].to_number<double>());
+  return core::read_datadog_answer(res.status, res.body);
 }
 
 class datadog_provider final : public metric_provider {

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/http_client.hpp"
 
@@ -22,21 +23,7 @@ namespace {
 constexpr std::chrono::seconds timeout{5};
 
 core::metric_observation read_answer(const http::response& res) {
-  if (res.status != 200) return failed(fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  if (ec || !doc.is_object()) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-  auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", res.body)); };
-  const json::value* result = doc.as_object().if_contains("result");
-  if (!result || !result->is_array() || result->as_array().empty() || !result->as_array()[0].is_object()) return none();
-  const json::value* data = result->as_array()[0].as_object().if_contains("data");
-  if (!data || !data->is_array() || data->as_array().empty()) return none();
-  const json::object* last = data->as_array().back().if_object();
-  const json::value* values = last ? last->if_contains("values") : nullptr;
-  if (!values || !values->is_array() || values->as_array().empty()) return none();
-  const json::value& v = values->as_array()[0];
-  if (!v.is_number()) return none();
-  return value(v.to_number<double>());
+  return core::read_dynatrace_answer(res.status, res.body);
 }
 
 class dynatrace_provider final : public metric_provider {

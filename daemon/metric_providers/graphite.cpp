@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/metric_answers.hpp"
 #include "core/metric_query.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/config.hpp"
@@ -46,42 +47,8 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view q)
   return out;
 }
 
-// A datapoint's value: a number, a numeric string, or null (nullopt).
-std::optional<double> point_value(const json::value& v, bool& bad) {
-  if (v.is_null()) return std::nullopt;
-  if (v.is_number()) return v.to_number<double>();
-  if (v.is_string()) {
-    std::string s(v.as_string());
-    char* end = nullptr;
-    double d = std::strtod(s.c_str(), &end);
-    if (end == s.c_str() || *end) bad = true;
-    return d;
-  }
-  bad = true;
-  return std::nullopt;
-}
-
 core::metric_observation read_answer(const http::response& res) {
-  if (res.status >= 400) return failed(fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  if (ec || !doc.is_array()) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-  std::optional<double> last;
-  for (const auto& series : doc.as_array()) {
-    const json::object* s = series.if_object();
-    const json::value* points = s ? s->if_contains("datapoints") : nullptr;
-    if (!points || !points->is_array()) continue;
-    for (const auto& p : points->as_array()) {
-      const json::array* pair = p.if_array();
-      if (!pair || pair->size() != 2) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-      bool bad = false;
-      auto v = point_value((*pair)[0], bad);
-      if (bad) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-      if (v) last = v;
-    }
-  }
-  if (!last) return no_values("no values found");
-  return value(*last);
+  return core::read_graphite_answer(res.status, res.body);
 }
 
 class graphite_provider final : public metric_provider {

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/http_client.hpp"
 
@@ -30,108 +31,8 @@ namespace {
 
 constexpr std::chrono::seconds timeout{15};
 
-// RFC 4180 rows of `text` (quoted fields may hold commas, quotes and line breaks).
-std::vector<std::vector<std::string>> parse_csv(std::string_view text) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row;
-  std::string field;
-  bool quoted = false;
-  bool any = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-      continue;
-    }
-    if (c == '"') {
-      quoted = true;
-      any = true;
-    } else if (c == ',') {
-      row.push_back(std::move(field));
-      field.clear();
-      any = true;
-    } else if (c == '\r') {
-      continue;
-    } else if (c == '\n') {
-      if (any || !field.empty()) row.push_back(std::move(field));
-      rows.push_back(std::move(row));
-      row.clear();
-      field.clear();
-      any = false;
-    } else {
-      field += c;
-      any = true;
-    }
-  }
-  if (any || !field.empty()) {
-    row.push_back(std::move(field));
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
 core::metric_observation read_answer(const http::response& res) {
-  if (res.status / 100 != 2) {
-    // {"code":"...","message":"..."}, as the client reports it.
-    boost::system::error_code ec;
-    json::value doc = json::parse(res.body, ec);
-    std::string message = res.body;
-    if (!ec && doc.is_object()) {
-      if (auto* m = doc.as_object().if_contains("message"); m && m->is_string()) message = std::string(m->as_string());
-    }
-    return failed(fmt::format("error accessing influxdb query api: {}", message));
-  }
-  std::vector<std::string> datatypes;
-  std::vector<std::string> defaults;
-  std::vector<std::string> header;
-  for (auto& row : parse_csv(res.body)) {
-    if (row.empty()) {  // a blank line ends a table
-      datatypes.clear();
-      defaults.clear();
-      header.clear();
-      continue;
-    }
-    if (row[0] == "#datatype") {
-      datatypes = row;
-      continue;
-    }
-    if (row[0] == "#default") {
-      defaults = row;
-      continue;
-    }
-    if (!row[0].empty() && row[0][0] == '#') continue;
-    if (header.empty()) {
-      header = row;
-      continue;
-    }
-    // An error table (",error,reference"): the query failed after the answer began.
-    if (auto e = std::find(header.begin(), header.end(), "error"); e != header.end()) {
-      const auto col = static_cast<std::size_t>(e - header.begin());
-      return failed(fmt::format("query error: {}", col < row.size() ? row[col] : ""));
-    }
-    auto at = std::find(header.begin(), header.end(), "_value");
-    if (at == header.end()) continue;
-    const std::size_t col = static_cast<std::size_t>(at - header.begin());
-    std::string text = col < row.size() ? row[col] : "";
-    if (text.empty() && col < defaults.size()) text = defaults[col];
-    const std::string type = col < datatypes.size() ? datatypes[col] : "";
-    if (text.empty()) return no_values(fmt::format("invalid response: _value is null: no values found"));
-    if (type == "double" || type == "long" || type == "unsignedLong") {
-      char* end = nullptr;
-      double v = std::strtod(text.c_str(), &end);
-      if (end != text.c_str() + text.size()) return failed(fmt::format("invalid response: _value {}", text));
-      return value(v);
-    }
-    return failed(fmt::format("invalid response: _value {} is a {}", text, type.empty() ? "string" : type));
-  }
-  return no_values("no records: no values found");
+  return core::read_influxdb_answer(res.status, res.body);
 }
 
 class influxdb_provider final : public metric_provider {

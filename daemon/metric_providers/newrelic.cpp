@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/http_client.hpp"
 
@@ -24,17 +25,7 @@ constexpr std::chrono::seconds timeout{5};
 constexpr const char* default_address = "https://insights-api.newrelic.com";
 
 core::metric_observation read_answer(const http::response& res) {
-  if (res.status != 200) return failed(fmt::format("error response: {}", res.body));
-  boost::system::error_code ec;
-  json::value doc = json::parse(res.body, ec);
-  if (ec || !doc.is_object()) return failed(fmt::format("error unmarshaling result: '{}'", res.body));
-  const json::value* results = doc.as_object().if_contains("results");
-  auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", res.body)); };
-  if (!results || !results->is_array() || results->as_array().size() != 1) return none();
-  const json::object* first = results->as_array()[0].if_object();
-  const json::value* v = first ? first->if_contains("result") : nullptr;
-  if (!v || !v->is_number()) return none();
-  return value(v->to_number<double>());
+  return core::read_newrelic_answer(res.status, res.body);
 }
 
 class newrelic_provider final : public metric_provider {

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "core/hash.hpp"
+#include "core/metric_answers.hpp"
 #include "daemon/metric_provider.hpp"
 #include "k8s/config.hpp"
 #include "k8s/http_client.hpp"
@@ -87,28 +88,7 @@ class stackdriver_provider final : public metric_provider {
     auto res = co_await call(std::move(query));
     if (!res) co_return failed(fmt::format("error requesting stackdriver: {}", res.error()));
     if (res->status != 200) co_return failed(fmt::format("error requesting stackdriver: {}", google_error(*res)));
-    boost::system::error_code ec;
-    json::value doc = json::parse(res->body, ec);
-    if (ec || !doc.is_object()) co_return failed(fmt::format("error requesting stackdriver: bad answer '{}'", res->body));
-    auto none = [&] { return no_values(fmt::format("invalid response: {}: no values found", res->body)); };
-    const json::value* series = doc.as_object().if_contains("timeSeriesData");
-    if (!series || !series->is_array() || series->as_array().empty() || !series->as_array()[0].is_object())
-      co_return none();
-    const json::value* points = series->as_array()[0].as_object().if_contains("pointData");
-    if (!points || !points->is_array() || points->as_array().empty() || !points->as_array()[0].is_object())
-      co_return none();
-    const json::value* values = points->as_array()[0].as_object().if_contains("values");
-    if (!values || !values->is_array() || values->as_array().empty() || !values->as_array()[0].is_object())
-      co_return none();
-    const json::object& v = values->as_array()[0].as_object();
-    if (auto* d = v.if_contains("doubleValue")) {
-      if (d->is_number()) co_return value(d->to_number<double>());
-      if (d->is_string()) co_return value(std::strtod(std::string(d->as_string()).c_str(), nullptr));  // "NaN"
-    }
-    if (auto* i = v.if_contains("int64Value"); i && i->is_string()) {
-      co_return value(std::strtod(std::string(i->as_string()).c_str(), nullptr));
-    }
-    co_return none();
+    co_return core::read_stackdriver_answer(res->body);
   }
 
   asio::awaitable<std::string> is_online() override {

@@ -20,6 +20,7 @@
 #include "k8s/json_text.hpp"
 #include "k8s/log.hpp"
 #include "sim/api/discovery.hpp"
+#include "sim/api/external_metrics.hpp"
 #include "sim/api/table.hpp"
 #include "sim/api/yaml_json.hpp"
 #include "sim/json/json_patch.hpp"
@@ -648,7 +649,13 @@ class api_impl final : public api_server {
       return resource_request(req, t, rec, watch, "", "v1", std::vector<std::string>(segs.begin() + 2, segs.end()));
     }
     if (segs[0] == "apis") {
-      if (segs.size() == 1) return get ? json_response(200, json::serialize(discovery::group_list(resources))) : error_response(method_not_allowed());
+      if (segs.size() == 1) {
+        if (!get) return error_response(method_not_allowed());
+        auto groups = discovery::group_list(resources);
+        groups["groups"].as_array().push_back(external_metrics::group_entry());
+        return json_response(200, json::serialize(groups));
+      }
+      if (segs[1] == external_metrics::group) return external_metrics_request(req, t, rec, segs);
       if (segs.size() == 2) {
         auto g = discovery::group(resources, segs[1]);
         if (g.empty()) return error_response(path_not_found());
@@ -662,6 +669,30 @@ class api_impl final : public api_server {
       return resource_request(req, t, rec, watch, segs[1], segs[2], std::vector<std::string>(segs.begin() + 3, segs.end()));
     }
     return error_response(path_not_found());
+  }
+
+  // external.metrics.k8s.io (sim/api/external_metrics.hpp): values from labelled ConfigMaps.
+  http::response external_metrics_request(const http::request& req, const http::target_parts& t, request_record& rec,
+                                          const std::vector<std::string>& segs) {
+    if (req.method != "GET" && req.method != "HEAD") return error_response(method_not_allowed());
+    const resource_info* cms = store_.find("", "v1", "configmaps");
+    if (!cms) return error_response(path_not_found());
+    auto configmaps = [&](std::string_view ns) -> std::vector<object_ptr> {
+      auto l = store_.list(*cms, ns, list_options{});
+      return l ? std::move(l->items) : std::vector<object_ptr>{};
+    };
+    if (segs.size() == 2) return json_response(200, json::serialize(external_metrics::api_group()));
+    if (segs[2] != external_metrics::version) return error_response(path_not_found());
+    if (segs.size() == 3) return json_response(200, json::serialize(external_metrics::resource_list(configmaps(""))));
+    // namespaces/<ns>/<metric>
+    if (segs.size() != 6 || segs[3] != "namespaces") return error_response(path_not_found());
+    rec.verb = "get";
+    rec.resource = std::string(external_metrics::group) + "/" + segs[5];
+    rec.ns = segs[4];
+    auto list = external_metrics::values(configmaps(segs[4]), segs[5], t.param("labelSelector").value_or(""),
+                                         opts_.now());
+    if (!list) return error_response(list.error());
+    return json_response(200, json::serialize(*list));
   }
 
   static http::response text_response(bool get, std::string body) {

@@ -17,6 +17,8 @@ parameter, header or body is answered 400 with a message that starts "strict:", 
   stackdriver POST /v3/projects/<project>/timeSeries:query  Bearer <a token /token issued>, {"query"}
   splunk     GET  /v2/metric?limit=1  X-SF-Token; GET /v2/signalflow/connect: SignalFlow over a
              WebSocket (class SignalFlow)
+  container_credentials GET /v1/credentials, imds PUT /latest/api/token + GET /latest/meta-data/...:
+             the AWS credential sources (their block below says how)
 
 What a query answers is chosen by the word after "scenario" in it: good (0.5), bad (5), empty
 (no series), nan (a null or NaN value), throttled (429), slow (answers after 7 s).
@@ -569,6 +571,75 @@ class SignalFlow:
 
 
 SIGNALFLOW = SignalFlow()
+# --- AWS credential sources: the container credentials endpoint and IMDSv2 (extmetrics) --------
+# container_credentials  GET /v1/credentials (EKS Pod Identity's path; ECS's relative URIs get
+#     the same answer), Authorization: one of CREDS['aws_container_tokens'], else 401
+#     {"code", "message"}; answers {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}.
+# imds  PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds (1..21600): a session
+#     token; then GET /latest/meta-data/iam/security-credentials/ (CREDS['aws_imds_role']) and
+#     .../<role> (the keys, with "Code": "Success") with X-aws-ec2-metadata-token: IMDSv2 only,
+#     a GET without a valid token is 401.
+# Each answers its first request 503 (the SDKs retry a 5xx) and hands out new temporary keys,
+# which cloudwatch accepts with their session token, that expire CREDS['aws_expires_in'] seconds
+# (default 3600) after they are issued.
+FIRST_SEEN = set()
+IMDS_TOKENS = {}
+
+
+def fail_first(kind):
+    with LOCK:
+        if kind in FIRST_SEEN:
+            return
+        FIRST_SEEN.add(kind)
+    raise Reject(503, json.dumps({'code': 'ServiceUnavailable', 'message': 'try again'}))
+
+
+def issue_temporary(prefix):
+    with LOCK:
+        n = len(TEMPORARY)
+        key_id = 'ASIA%s%09d' % (prefix, n)
+        secret, token = 'temporary-secret-%s-%d' % (prefix, n), 'session-token-%s-%d' % (prefix, n)
+        TEMPORARY[key_id] = (secret, token)
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=CREDS.get('aws_expires_in', 3600))
+    return {'AccessKeyId': key_id, 'SecretAccessKey': secret, 'Token': token,
+            'Expiration': expires.strftime('%Y-%m-%dT%H:%M:%SZ')}
+
+
+def container_credentials(h, method, path, params, body):
+    strict(method == 'GET' and path == '/v1/credentials', 'container credentials want GET /v1/credentials')
+    strict(not params and not body, 'container credentials take no parameters or body')
+    if h.headers.get('Authorization') not in CREDS.get('aws_container_tokens', []):
+        raise Reject(401, json.dumps({'code': 'AccessDeniedException', 'message': 'invalid authorization token'}))
+    fail_first('container')
+    return issue_temporary('CTR')
+
+
+def imds(h, method, path, params, body):
+    strict(not params, 'IMDS takes no parameters')
+    if path == '/latest/api/token':
+        strict(method == 'PUT', 'the IMDSv2 token wants PUT')
+        ttl = integer(h.headers.get('X-aws-ec2-metadata-token-ttl-seconds'), 'X-aws-ec2-metadata-token-ttl-seconds')
+        strict(1 <= ttl <= 21600, 'token TTL %d' % ttl)
+        fail_first('imds-token')
+        with LOCK:
+            tok = 'imds-session-%d' % len(IMDS_TOKENS)
+            IMDS_TOKENS[tok] = time.time() + ttl
+        return (tok, 'text/plain')
+    strict(method == 'GET', 'IMDS metadata wants GET')
+    tok = h.headers.get('X-aws-ec2-metadata-token')
+    if tok not in IMDS_TOKENS or IMDS_TOKENS[tok] < time.time():
+        raise Reject(401, '', 'text/plain')
+    role = CREDS['aws_imds_role']
+    if path == '/latest/meta-data/iam/security-credentials/':
+        return (role, 'text/plain')
+    strict(path == '/latest/meta-data/iam/security-credentials/' + role, 'no metadata at ' + path)
+    c = issue_temporary('IMD')
+    c.update({'Code': 'Success', 'Type': 'AWS-HMAC',
+              'LastUpdated': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')})
+    return c
+
+
+ROUTES += [('/v1/credentials', container_credentials), ('/latest/', imds)]
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -621,6 +692,9 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.handle_any('POST')
+
+    def do_PUT(self):
+        self.handle_any('PUT')
 
     def log_message(self, *a):
         pass
