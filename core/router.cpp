@@ -1,5 +1,7 @@
 #include "core/router.hpp"
 
+#include "core/knative.hpp"
+
 namespace canaryd::core {
 
 std::string set_cookie_value(const session_affinity& a, const std::string& cookie, long max_age) {
@@ -18,6 +20,7 @@ std::unique_ptr<route_provider> make_route_provider(const provider_name& p) {
   switch (p.family) {
     case router_family::istio: return make_istio_provider();
     case router_family::gatewayapi: return make_gatewayapi_provider(p.version);
+    case router_family::knative: return make_knative_provider();
     default: return nullptr;
   }
 }

@@ -184,7 +184,7 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
   k8s::cache* workloads = ref.kind == "Deployment"    ? &k_.deployments
                           : ref.kind == "DaemonSet"   ? &k_.daemonsets
                           : ref.kind == "StatefulSet" ? &k_.statefulsets
-                          : ref.kind == "Service"     ? &k_.services
+                          : ref.kind == "Service" && !c.is_knative_target() ? &k_.services
                                                       : nullptr;
   if (workloads == nullptr) return {};
   // 2. The target is not another Canary's object.
