@@ -145,12 +145,18 @@ service_result<traffic_routes> knative_read_routes(const canary& c, std::string_
   if (s.parse_error) return fail<traffic_routes>(*s.parse_error);
   if (!s.primary_revision) return fail<traffic_routes>(fmt::format("Knative Service {} annotation not found", ksvc_id(c)));
   const knative_traffic_target* canary_entry = nullptr;
-  const knative_traffic_target* primary_entry = nullptr;
+  const knative_traffic_target* primary_entry = nullptr;  // naming the primary, not the latest
+  const knative_traffic_target* first_naming = nullptr;   // Flagger's pick
   for (const auto& t : s.status_traffic) {
     const bool latest = t.latest_revision.value_or(false);
     if (latest && !canary_entry) canary_entry = &t;
-    if (!latest && !primary_entry && t.revision_name == *s.primary_revision) primary_entry = &t;
+    if (t.revision_name != *s.primary_revision) continue;
+    if (!first_naming) first_naming = &t;
+    if (!latest && !primary_entry) primary_entry = &t;
   }
+  // Right after a promotion (the annotation moved to the latest revision, spec.traffic not yet
+  // rewritten) only the latest revision's entry names the primary: Flagger's pick then.
+  if (!primary_entry) primary_entry = first_naming;
   if (!canary_entry || !primary_entry) {
     return fail<traffic_routes>(fmt::format("Knative Service {} traffic spec invalid", ksvc_id(c)));
   }

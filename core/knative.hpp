@@ -15,7 +15,8 @@
 //  - Readiness: a Revision's Ready condition.
 // Differences from Flagger (docs/targets.md):
 //  - GetRoutes: the primary's entry is the one naming the primary revision without
-//    latestRevision: true. Flagger takes the first entry naming it, which right after
+//    latestRevision: true (or, when there is none, right after a promotion, the first naming it,
+//    as Flagger). Flagger always takes the first entry naming it, which right after
 //    initialization (latest revision = primary revision) is the latestRevision entry at 0 %.
 //  - Readiness: a Revision whose Ready condition is False (Knative gave up on it, e.g.
 //    ProgressDeadlineExceeded) is a failure, and one that is not ready once the Canary's progress

@@ -157,8 +157,8 @@ class knative_target_controller final : public target_controller {
     wo.res = r;
     wo.namespace_name = opts_.namespace_;
     auto cache = std::make_shared<k8s::cache>(k_.client, wo);
-    auto notify = [this, revisions](const k8s::object_ptr& o) {
-      if (!o || !changed_) return;
+    auto notify = [this, revisions, alive = std::weak_ptr<int>(alive_)](const k8s::object_ptr& o) {
+      if (alive.expired() || !o || !changed_) return;
       if (!revisions) {
         changed_(o->namespace_name(), o->name());
         return;
@@ -170,6 +170,11 @@ class knative_target_controller final : public target_controller {
     h.on_update = [notify](const k8s::object_ptr&, const k8s::object_ptr& now) { notify(now); };
     h.on_delete = notify;
     subscriptions_.emplace_back(cache, cache->subscribe(std::move(h)));
+    // The first Knative Canary found the caches empty: look again once they have listed.
+    cache->on_synced([this, alive = std::weak_ptr<int>(alive_)] {
+      if (alive.expired() || !changed_ || !services_) return;
+      for (const auto& o : services_->list()) changed_(o->namespace_name(), o->name());
+    });
     // The cache is a parameter, not a capture: a coroutine lambda's captures die with the
     // temporary closure, its parameters live in the coroutine frame.
     auto keep_running = [](std::shared_ptr<k8s::cache> c) -> asio::awaitable<void> { co_await c->run(); };
@@ -221,6 +226,8 @@ class knative_target_controller final : public target_controller {
   knative_changed changed_;
   mutable std::shared_ptr<k8s::cache> services_, revisions_;
   mutable std::vector<std::pair<std::shared_ptr<k8s::cache>, std::uint64_t>> subscriptions_;
+  // Expires with the controller: callbacks the caches still hold check it before using `this`.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace
