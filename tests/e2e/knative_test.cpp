@@ -4,8 +4,9 @@
 // Flagger's test/knative/test-canary.sh: Flagger's Knative Canary (provider knative, no
 // spec.service) is initialized (the flagger.app/primary-revision annotation and spec.traffic), a
 // new revision is promoted step by step with the weights read from the Knative Service and the
-// analysis run on the Envoy families Flagger's knative observer queries, a never-ready revision
-// is rolled back with the primary revision untouched, and revertOnDeletion removes the annotation.
+// analysis run on the Envoy families Flagger's knative observer queries, a revision answering
+// errors and a never-ready revision are rolled back with the primary revision untouched, and
+// revertOnDeletion removes the annotation.
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
@@ -52,7 +53,7 @@ spec:
 )";
 
 // Flagger's Knative Canary (the tutorial's, analysed every second), without spec.service.
-std::string knative_canary(const std::string& spec_extra = "") {
+std::string knative_canary(const std::string& spec_extra = "", const std::string& threshold = "10") {
   return "apiVersion: flagger.app/v1beta1\n"
          "kind: Canary\n"
          "metadata:\n"
@@ -67,7 +68,7 @@ std::string knative_canary(const std::string& spec_extra = "") {
          "  progressDeadlineSeconds: 60\n"
          "  analysis:\n"
          "    interval: 1s\n"
-         "    threshold: 10\n"
+         "    threshold: " + threshold + "\n"
          "    maxWeight: 50\n"
          "    stepWeight: 10\n"
          "    metrics:\n"
@@ -270,4 +271,33 @@ TEST_CASE("Knative: a revision that never becomes ready is rolled back with the 
   const std::string prom = sim.prometheus_url();
   CHECK(prom_value(prom, R"(sum(envoy_cluster_upstream_rq{envoy_cluster_name="demo/podinfo-00001"}))") > 0);
   CHECK(prom_value(prom, R"(sum(envoy_cluster_upstream_rq{envoy_cluster_name="demo/podinfo-00002"}))") < 0);
+}
+
+TEST_CASE("Knative: a revision answering errors fails request-success-rate on Envoy's metrics and is rolled back") {
+  knative_cluster cluster;
+  if (!cluster.ready) return;
+  auto& sim = cluster.sim;
+  initialize(sim, knative_canary("", "3"));
+  canary_weight_watch watch(sim);
+  // The new revision's pods answer 30 % of the requests with 500 (kubesim's knob).
+  new_revision(sim, R"(,"kubesim.dev/error-rate":"0.3")");
+  bool failed = eventually(
+      [&] {
+        watch.poll();
+        return phase_of(sim, "podinfo") == "Failed";
+      },
+      50s);
+  const auto seen = watch.poll();
+  auto evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, "weights seen: " << join(seen) << "\nevents:\n" << dump(evs));
+  MESSAGE("canary weights seen: " << join(seen));
+  CHECK_MESSAGE(has_event(evs, "Warning", "Halt podinfo.demo advancement success rate"), dump(evs));
+  CHECK_MESSAGE(has_event(evs, "Warning", "Rolling back podinfo.demo failed checks threshold reached 3"), dump(evs));
+  for (int w : seen) CHECK(w < 50);
+  const auto k = ksvc(sim);
+  CHECK(primary_revision(k) == "podinfo-00001");
+  CHECK(spec_traffic(k) == traffic(0, "podinfo-00001", 100));
+  // Prometheus saw the new revision's errors through its Envoy cluster.
+  const std::string prom = sim.prometheus_url();
+  CHECK(prom_value(prom, R"(sum(envoy_cluster_upstream_rq{envoy_cluster_name="demo/podinfo-00002",envoy_response_code=~"5.*"}))") > 0);
 }
