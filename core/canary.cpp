@@ -23,6 +23,11 @@ namespace {
 // spec.analysis.webhooks[].retries at most.
 constexpr int max_webhook_retries = 10;
 
+// kind Service, apiVersion serving.knative.dev/* (canary::is_knative_target, during decoding).
+bool knative_target(const local_object_reference& t) {
+  return t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+}
+
 bool is_lower_alnum(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'); }
 
 // A DNS-1123 label: 1-63 of [a-z0-9-], starting and ending with a letter or digit.
@@ -487,7 +492,9 @@ class canary_decoder {
     }
     if (auto sv = r_.object_at(o, "service", p)) {
       service(*sv, json_reader::path(p, "service"), s.service);
-    } else if (!json_reader::member(o, "service")) {
+    } else if (!json_reader::member(o, "service") && !knative_target(s.target_ref)) {
+      // Flagger's CRD does not require it; canaryd needs it for every target but a Knative
+      // Service, whose traffic Knative routes (no Services are generated).
       r_.error(json_reader::path(p, "service"), "required");
     }
     r_.read(o, "skipAnalysis", p, s.skip_analysis);

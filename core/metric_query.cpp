@@ -65,6 +65,9 @@ query_vars make_query_vars(const canary& c, const canary_metric& m) {
   v.service = c.spec.service.name.empty() ? c.spec.target_ref.name : c.spec.service.name;
   v.ingress = c.spec.ingress_ref ? c.spec.ingress_ref->name : c.spec.target_ref.name;
   v.route = c.spec.route_ref ? c.spec.route_ref->name : c.spec.target_ref.name;
+  // Knative: the latest created revision (Flagger's model.Route), which status.lastAppliedSpec
+  // holds for a Knative target (docs/targets.md).
+  if (!c.spec.route_ref && c.is_knative_target() && !c.status.last_applied_spec.empty()) v.route = c.status.last_applied_spec;
   v.interval = m.effective_interval();
   v.variables = m.template_variables;
   return v;

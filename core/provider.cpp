@@ -92,13 +92,14 @@ bool has_router(const provider_name& p) {
   switch (p.family) {
     case router_family::kubernetes:
     case router_family::istio:
-    case router_family::gatewayapi: return true;
+    case router_family::gatewayapi:
+    case router_family::knative: return true;
     default: return false;
   }
 }
 
 const std::vector<std::string_view>& routed_providers() {
-  static const std::vector<std::string_view> v{"kubernetes", "istio", "gatewayapi:v1", "gatewayapi:v1beta1"};
+  static const std::vector<std::string_view> v{"kubernetes", "istio", "gatewayapi:v1", "gatewayapi:v1beta1", "knative"};
   return v;
 }
 

@@ -1,6 +1,7 @@
 #include "core/router.hpp"
 
 #include <boost/json.hpp>
+#include "core/knative.hpp"
 
 namespace canaryd::core {
 
@@ -32,6 +33,7 @@ std::unique_ptr<route_provider> make_route_provider(const provider_name& p) {
   switch (p.family) {
     case router_family::istio: return make_istio_provider();
     case router_family::gatewayapi: return make_gatewayapi_provider(p.version);
+    case router_family::knative: return make_knative_provider();
     default: return nullptr;
   }
 }

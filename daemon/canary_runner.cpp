@@ -91,6 +91,7 @@ const char* source_name(canary_runner::source s) {
     case canary_runner::source::daemonset: return "daemonset";
     case canary_runner::source::statefulset: return "statefulset";
     case canary_runner::source::service: return "service";
+    case canary_runner::source::knative_service: return "knative";
   }
   return "?";
 }
@@ -225,7 +226,8 @@ struct runner_access {
         target = r.service_targets_.get();
         source = "service";
       } else if (c.is_knative_target()) {
-        obs.target_error = fmt::format("target kind {} ({}) is not supported yet", ref.kind, ref.api_version);
+        target = r.knative_.get();
+        source = "knative";
       } else {
         obs.target_error = fmt::format("target kind {} is not supported yet", ref.kind);
       }
@@ -446,9 +448,10 @@ struct runner_access {
                                                  const k8s::object& obj, target_controller* target,
                                                  mesh_router* mesh, core::workload_action a) {
     using wa = core::workload_action;
-    // A Service target has no apex/-primary/-canary Services to manage: Flagger's
-    // KubernetesNoopRouter (the target controller makes the -primary and -canary copies).
-    const bool noop_kube_router = c.spec.target_ref.kind == "Service" && !c.is_knative_target();
+    // A Service target (a Knative one too) has no apex/-primary/-canary Services to manage:
+    // Flagger's KubernetesNoopRouter (the Service target controller makes the -primary and
+    // -canary copies; Knative routes between revisions).
+    const bool noop_kube_router = c.spec.target_ref.kind == "Service";
     switch (a) {
       case wa::initialize_services:
         if (noop_kube_router) co_return action_result();
@@ -609,6 +612,10 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       daemonsets_(make_daemonset_controller(k, opts)),
       statefulsets_(make_statefulset_controller(k, opts)),
       service_targets_(make_service_target_controller(k, opts)),
+      knative_(make_knative_controller(k, opts,
+                                       [this](std::string_view ns, std::string_view name) {
+                                         if (!stopped_) changed(source::knative_service, ns, name);
+                                       })),
       services_(make_service_router(*routing_)),
       metrics_(std::make_unique<metric_runner>(ex_, k, opts)),
       flagger_metrics_(std::make_unique<canary_metrics>(registry)),
@@ -732,6 +739,7 @@ void canary_runner::stop() {
   slot_waiters_.clear();
   metrics_->stop();
   events_->stop();
+  knative_->stop();
   for (auto& [_, m] : meshes_)
     if (m) m->stop();
   while (!tasks_.empty()) remove(tasks_.begin()->first);

@@ -53,7 +53,7 @@ class ownership;
 class canary_runner {
  public:
   // Which cache a change came from (for the interest index).
-  enum class source { deployment, configmap, secret, daemonset, statefulset, service };
+  enum class source { deployment, configmap, secret, daemonset, statefulset, service, knative_service };
 
   // `alerts` delivers send_alert steps; `registry` receives the task metrics
   // (canaryd_canary_tasks, canaryd_canaries_resumed_total, canaryd_timer_lag_seconds). Both must
@@ -95,6 +95,7 @@ class canary_runner {
   std::unique_ptr<target_controller> daemonsets_;
   std::unique_ptr<target_controller> statefulsets_;
   std::unique_ptr<target_controller> service_targets_;
+  std::unique_ptr<target_controller> knative_;  // its own caches, started by the first Knative Canary
   std::unique_ptr<service_router> services_;
   std::unique_ptr<metric_runner> metrics_;
   std::unique_ptr<canary_metrics> flagger_metrics_;  // Flagger's flagger_canary_* families

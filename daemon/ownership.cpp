@@ -49,10 +49,15 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
   json::value v = json::parse(obj->json(), ec);
   if (!ec) {
     next.created = text_at(v, {"metadata", "creationTimestamp"});
-    const std::string kind = text_at(v, {"spec", "targetRef", "kind"});
+    std::string kind = text_at(v, {"spec", "targetRef", "kind"});
     const std::string target = text_at(v, {"spec", "targetRef", "name"});
     std::string apex = text_at(v, {"spec", "service", "name"});
     if (apex.empty()) apex = target;
+    // A Knative Service is not a core Service, and a Knative Canary generates no Services.
+    if (kind == "Service" && text_at(v, {"spec", "targetRef", "apiVersion"}).starts_with("serving.knative.dev/")) {
+      kind = "Service.serving.knative.dev";
+      apex.clear();
+    }
     if (!target.empty()) next.keys.push_back(fmt::format("{}/target/{}/{}", ns, kind, target));
     if (!apex.empty()) next.keys.push_back(fmt::format("{}/service/{}", ns, apex));
   }
@@ -170,12 +175,14 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
   const std::string self = k8s::object_key(ns, c.metadata.name);
   const auto& ref = c.spec.target_ref;
   // 1. One Canary per target and per apex Service.
-  if (auto other = older_claimant(fmt::format("{}/target/{}/{}", ns, ref.kind, ref.name), self); !other.empty()) {
+  const bool knative = c.is_knative_target();
+  const std::string claim_kind = knative ? "Service.serving.knative.dev" : ref.kind;
+  if (auto other = older_claimant(fmt::format("{}/target/{}/{}", ns, claim_kind, ref.name), self); !other.empty()) {
     return fmt::format("refused: {} {}.{} is already the target of Canary {} (the oldest Canary of a target drives it)",
                        ref.kind, ref.name, ns, split_name(other));
   }
   const std::string apex = c.apex_service_name();
-  if (auto other = older_claimant(fmt::format("{}/service/{}", ns, apex), self); !other.empty()) {
+  if (auto other = knative ? std::string() : older_claimant(fmt::format("{}/service/{}", ns, apex), self); !other.empty()) {
     return fmt::format("refused: Service {}.{} is already the apex Service of Canary {} (the oldest Canary of a "
                        "Service drives it)",
                        apex, ns, split_name(other));
@@ -184,7 +191,7 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
   k8s::cache* workloads = ref.kind == "Deployment"    ? &k_.deployments
                           : ref.kind == "DaemonSet"   ? &k_.daemonsets
                           : ref.kind == "StatefulSet" ? &k_.statefulsets
-                          : ref.kind == "Service"     ? &k_.services
+                          : ref.kind == "Service" && !c.is_knative_target() ? &k_.services
                                                       : nullptr;
   if (workloads == nullptr) return {};
   // 2. The target is not another Canary's object.

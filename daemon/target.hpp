@@ -6,7 +6,9 @@
 // Thread affinity: the io_context thread. Errors: action_result values, never exceptions.
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <memory>
+#include <string_view>
 
 #include "core/canary.hpp"
 #include "core/rollout.hpp"
@@ -30,6 +32,8 @@ class target_controller {
   // (asserted).
   virtual boost::asio::awaitable<action_result> apply(const core::canary& c, core::workload_action a) = 0;
   virtual boost::asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) = 0;
+  // Shutdown: stops whatever the controller runs in the background (its own caches). Idempotent.
+  virtual void stop() {}
 };
 
 // The controller for targetRef.kind Deployment.
@@ -41,5 +45,10 @@ std::unique_ptr<target_controller> make_statefulset_controller(cluster& k, const
 // Service targets (Flagger's ServiceController): <svc>-canary and <svc>-primary copies,
 // promotion by copying the spec, no scaling or readiness (daemon/service_target_controller.cpp).
 std::unique_ptr<target_controller> make_service_target_controller(cluster& k, const options& opts);
+// Knative Service targets (Flagger's KnativeController; daemon/knative_target_controller.cpp):
+// the flagger.app/primary-revision annotation, readiness from the Revisions. `changed` is called
+// with (namespace, Knative Service name) when the Service or one of its Revisions changes.
+using knative_changed = std::function<void(std::string_view ns, std::string_view name)>;
+std::unique_ptr<target_controller> make_knative_controller(cluster& k, const options& opts, knative_changed changed);
 
 }  // namespace canaryd

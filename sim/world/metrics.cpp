@@ -134,7 +134,7 @@ void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, leg_
   requests_total_ += n;
   if (st.error_code != b.error_code) {
     st.error_code = b.error_code;
-    st.istio_destination[1] = st.istio_source[1] = st.http[1] = nullptr;
+    st.istio_destination[1] = st.istio_source[1] = st.http[1] = st.envoy[1] = nullptr;
   }
   for (std::size_t i = 0; i < 2; ++i) {
     std::uint64_t part = i == 0 ? ok : errors;
@@ -146,7 +146,9 @@ void traffic_counters::count(const traffic_flow& f, const traffic_leg& leg, leg_
       k.reporter = "source";
       st.istio_source[i] = &istio_[k];
       st.http[i] = &http_[http_key{leg.namespace_, leg.pod, leg.path.empty() ? f.path : leg.path, code}];
+      if (!leg.envoy_cluster.empty()) st.envoy[i] = &envoy_[envoy_key{leg.envoy_cluster, code, leg.workload_key}];
     }
+    if (st.envoy[i]) st.envoy[i]->observe(b.latency_ms, part, 1.0);
     st.istio_destination[i]->observe(b.latency_ms, part, 1.0);
     st.istio_source[i]->observe(b.latency_ms, part, 1.0);
     st.http[i]->observe(b.latency_ms, part, 1000.0);
@@ -187,7 +189,9 @@ void traffic_counters::retain(const traffic_plan& plan) {
     st.istio_destination = {};
     st.istio_source = {};
     st.http = {};
+    st.envoy = {};
   }
+  std::erase_if(envoy_, [&](const auto& kv) { return !plan.workloads.contains(kv.first.workload_key); });
   std::unordered_set<std::string> pods(plan.pods.begin(), plan.pods.end());
   std::erase_if(http_, [&](const auto& kv) { return !pods.contains(kv.first.namespace_ + "/" + kv.first.pod); });
   std::erase_if(istio_, [&](const auto& kv) {
@@ -215,6 +219,46 @@ void traffic_counters::render(std::string& out) const {
   out += "# HELP http_request_duration_seconds Request duration as the app reports it (simulated by kubesim).\n";
   out += "# TYPE http_request_duration_seconds histogram\n";
   for (const auto& [k, h] : http_) render_histogram(out, "http_request_duration_seconds", http_labels(k), h, 1000.0);
+  if (envoy_.empty()) return;
+  // One series per (cluster, code): workloads of one cluster (a revision's pods) add up.
+  std::map<std::pair<std::string, std::string>, histogram> by_code;
+  std::map<std::string, histogram> by_cluster;
+  auto merge = [](histogram& into, const histogram& h) {
+    into.count += h.count;
+    into.sum += h.sum;
+    for (std::size_t i = 0; i < h.buckets.size(); ++i) into.buckets[i] += h.buckets[i];
+    into.lowest = std::min(into.lowest, h.lowest);
+  };
+  for (const auto& [k, h] : envoy_) {
+    merge(by_code[{k.cluster, k.response_code}], h);
+    merge(by_cluster[k.cluster], h);
+  }
+  out += "# HELP envoy_cluster_upstream_rq Upstream requests per cluster and code (simulated by kubesim).\n";
+  out += "# TYPE envoy_cluster_upstream_rq counter\n";
+  for (const auto& [k, h] : by_code) {
+    out += "envoy_cluster_upstream_rq{envoy_cluster_name=\"";
+    append_label_value(out, k.first);
+    out += "\",envoy_response_code=\"";
+    append_label_value(out, k.second);
+    out += "\"} ";
+    append_number(out, h.count);
+    out += '\n';
+  }
+  out += "# HELP envoy_cluster_upstream_rq_time Upstream request time in milliseconds (simulated by kubesim).\n";
+  out += "# TYPE envoy_cluster_upstream_rq_time histogram\n";
+  for (const auto& [cluster, h] : by_cluster) {
+    std::string labels = "envoy_cluster_name=\"";
+    append_label_value(labels, cluster);
+    labels += '"';
+    render_histogram(out, "envoy_cluster_upstream_rq_time", labels, h, 1.0);
+  }
+}
+
+std::uint64_t traffic_counters::envoy_requests(const std::string& cluster, const std::string& code) const {
+  std::uint64_t n = 0;
+  for (const auto& [k, h] : envoy_)
+    if (k.cluster == cluster && (code.empty() || k.response_code == code)) n += h.count;
+  return n;
 }
 
 std::uint64_t traffic_counters::requests(const std::string& reporter, const std::string& ns, const std::string& workload,

@@ -71,6 +71,17 @@ struct http_key {
   bool operator<(const http_key& o) const { return tie() < o.tie(); }
 };
 
+// Envoy's upstream cluster statistics as Prometheus names them (Knative's Kourier gateway):
+// envoy_cluster_upstream_rq{envoy_cluster_name, envoy_response_code} and
+// envoy_cluster_upstream_rq_time_{bucket,sum,count}{envoy_cluster_name} in milliseconds.
+struct envoy_key {
+  std::string cluster;
+  std::string response_code;
+  std::string workload_key;  // the series lives while this workload does (not a label)
+  auto tie() const { return std::tie(cluster, response_code, workload_key); }
+  bool operator<(const envoy_key& o) const { return tie() < o.tie(); }
+};
+
 class traffic_counters {
  public:
   // Adds `seconds` of traffic along `plan`.
@@ -89,6 +100,9 @@ class traffic_counters {
   std::uint64_t pod_requests(const std::string& ns, const std::string& pod, const std::string& status = {}) const;
   const std::map<istio_key, histogram>& istio_series() const { return istio_; }
   const std::map<http_key, histogram>& http_series() const { return http_; }
+  const std::map<envoy_key, histogram>& envoy_series() const { return envoy_; }
+  // Requests counted for Envoy cluster `cluster` ("<ns>/<revision>"), optionally with one code.
+  std::uint64_t envoy_requests(const std::string& cluster, const std::string& code = {}) const;
 
  private:
   // A leg's fractional requests and, resolved on first use, its series (std::map nodes stay
@@ -96,12 +110,13 @@ class traffic_counters {
   struct leg_state {
     double credit = 0;
     int error_code = 0;
-    std::array<histogram*, 2> istio_destination{}, istio_source{}, http{};  // [ok, error]
+    std::array<histogram*, 2> istio_destination{}, istio_source{}, http{}, envoy{};  // [ok, error]
   };
   void count(const traffic_flow& f, const traffic_leg& leg, leg_state& st, std::uint64_t n);
 
   std::map<istio_key, histogram> istio_;
   std::map<http_key, histogram> http_;
+  std::map<envoy_key, histogram> envoy_;
   std::unordered_map<std::string, leg_state> legs_;       // by traffic_leg::key / unrouted key
   std::unordered_map<std::string, double> error_credit_;  // fractional errors per workload
   std::uint64_t requests_total_ = 0;

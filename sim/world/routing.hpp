@@ -33,6 +33,9 @@ struct backend_share {
   // answers 503 for both; Gateway API asks 500 for an invalid backendRef, 503 for no endpoints).
   int no_service_code = 503;
   int no_endpoints_code = 503;
+  // The Envoy cluster that carries this share ("<ns>/<revision>" for Knative's gateway), counted
+  // in envoy_cluster_upstream_rq*; empty: no Envoy series.
+  std::string envoy_cluster;
 };
 
 // A share of the requests the proxy answers itself (no route 404, redirect 30x, direct response,

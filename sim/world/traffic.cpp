@@ -19,7 +19,10 @@ constexpr std::array<std::string_view, 3> istio_versions = {"v1", "v1beta1", "v1
 constexpr std::string_view gateway_group = "gateway.networking.k8s.io";
 constexpr std::array<std::string_view, 2> gateway_versions = {"v1", "v1beta1"};
 
+constexpr std::string_view knative_group = "serving.knative.dev";
+
 bool routing_relevant(const resource_info& r) {
+  if (r.group == knative_group) return r.resource == "services";
   if (r.group == istio_group) return r.resource == "virtualservices" || r.resource == "destinationrules";
   if (r.group == gateway_group)
     return r.resource == "gateways" || r.resource == "httproutes" || r.resource == "referencegrants";
@@ -68,11 +71,12 @@ void traffic_world::on_change(const change& c) {
   }
   if (routing_relevant(*c.resource)) dirty_ = true;
   const bool entry = (c.resource->group.empty() && c.resource->resource == "services") ||
-                     (c.resource->group == gateway_group && c.resource->resource == "gateways");
+                     (c.resource->group == gateway_group && c.resource->resource == "gateways") ||
+                     (c.resource->group == knative_group && c.resource->resource == "services");
   if (entry && c.object) {
     const auto* meta = c.object->if_contains("metadata");
     const auto* m = meta ? meta->if_object() : nullptr;
-    std::string key = c.resource->resource + ":";
+    std::string key = (c.resource->group == knative_group ? "ksvc" : c.resource->resource) + ":";
     if (m) {
       const auto* ns = m->if_contains("namespace");
       const auto* name = m->if_contains("name");
@@ -116,6 +120,7 @@ void traffic_world::rebuild() {
     list_into(store_, gateway_group, v, "referencegrants", objs.reference_grants);
   }
   list_into(store_, "", "v1", "namespaces", objs.namespaces);
+  list_into(store_, knative_group, "v1", "services", objs.knative_services);
   plan_ = plan_traffic(objs);
   counters_.retain(plan_);
   ++rebuilds_;

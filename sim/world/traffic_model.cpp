@@ -243,6 +243,8 @@ class planner {
               [](const service_info* a, const service_info* b) { return std::tie(a->ns, a->name) < std::tie(b->ns, b->name); });
     for (const auto* s : order) plan_service(*s);
     for (const auto* g : gw_->gateways()) plan_gateway(*g);
+    for (const auto& k : objs_.knative_services)
+      if (k) plan_knative(*k);
     return std::move(plan_);
   }
 
@@ -434,6 +436,10 @@ class planner {
         }
       }
     }
+    // Knative's <revision>-private Services: the gateway sends to them, clients never do.
+    for (const auto& [fq, svc] : services_)
+      if (auto* l = labels_of(*svc.obj); l && str_field(l, "networking.internal.knative.dev/serviceType") == "Private")
+        backends_.insert(fq);
     gw_.emplace(objs_);
     for (const auto& p : gw_->problems()) problem(p);
     for (const auto& b : gw_->backends()) {
@@ -512,7 +518,8 @@ class planner {
   }
 
   void spread(traffic_flow& f, double rps, bool mirrored, const service_info& svc,
-              const std::vector<const pod_info*>& pods, const std::string& path = {}) {
+              const std::vector<const pod_info*>& pods, const std::string& path = {},
+              const std::string& envoy_cluster = {}) {
     if (rps <= 0 || pods.empty()) return;
     double each = rps / static_cast<double>(pods.size());
     auto prefix = flow_key(f) + "|" + key(svc.ns, svc.name) + "|" + (path.empty() ? "" : path + "|");
@@ -529,6 +536,7 @@ class planner {
       if (auto b = plan_.workloads.find(l.workload_key); b != plan_.workloads.end()) l.behaviour = b->second;
       l.key = prefix + key(p->ns, p->name) + (mirrored ? "|mirror" : "");
       l.path = path;
+      l.envoy_cluster = envoy_cluster;
       // One pod may get several shares of one flow (two rules' backends, a weight and a mirror
       // of the same Service): they add up on one leg.
       auto same = std::find_if(f.legs.begin(), f.legs.end(), [&](const traffic_leg& o) { return o.key == l.key; });
@@ -711,7 +719,7 @@ class planner {
         if (!b.mirrored) add_unrouted(f, share, b.no_endpoints_code);
         continue;
       }
-      spread(f, share, b.mirrored, svc, *pods, b.path);
+      spread(f, share, b.mirrored, svc, *pods, b.path, b.envoy_cluster);
     }
   }
 
@@ -809,6 +817,66 @@ class planner {
       c.request.authority = host;
       route_sessions(std::move(f), c.request, session,
                      [&](const simulated_request& r) { return gw_->through_gateway(g, r); });
+    }
+  }
+
+  // Knative Serving's reader: the revisions of a Knative Service's status.traffic share its
+  // clients' requests by percent, through each revision's <revision>-private Service; Envoy (the
+  // Kourier gateway) counts them per cluster "<ns>/<revision>".
+  routing_decision knative_decision(const json::object& ksvc) const {
+    routing_decision d;
+    const std::string ns(namespace_of(ksvc));
+    d.router = "Knative Service " + key(ns, name_of(ksvc));
+    const json::array* traffic = arr_field_of(obj_field(ksvc, "status"), "traffic");
+    double total = 0;
+    if (traffic)
+      for (const auto& t : *traffic)
+        if (t.is_object()) total += std::max(0.0, num_field(&t.get_object(), "percent").value_or(0));
+    if (total <= 0) {
+      d.answered.push_back({1.0, 503});  // no revision serves: the gateway has no route
+      return d;
+    }
+    for (const auto& t : *traffic) {
+      if (!t.is_object()) continue;
+      double pct = std::max(0.0, num_field(&t.get_object(), "percent").value_or(0));
+      if (pct <= 0) continue;
+      std::string rev(str_field(&t.get_object(), "revisionName"));
+      backend_share b;
+      b.share = pct / total;
+      b.service = rev + "-private";
+      b.service_namespace = ns;
+      b.envoy_cluster = ns + "/" + rev;
+      d.backends.push_back(std::move(b));
+    }
+    return d;
+  }
+
+  static const json::array* arr_field_of(const json::object* o, std::string_view k) { return o ? arr_field(*o, k) : nullptr; }
+
+  // Requests sent to a Knative Service, configured by its annotations.
+  void plan_knative(const json::object& k) {
+    auto ns = std::string(namespace_of(k));
+    auto name = std::string(name_of(k));
+    std::vector<std::string> probs;
+    double rps = service_rps(k, objs_.default_rps, probs);
+    auto classes = request_classes(k, probs);
+    for (auto& p : probs) problem("Knative Service " + key(ns, name) + ": " + p);
+    if (rps <= 0) return;
+    std::string source(annotation(k, annotations::source_workload).value_or("unknown"));
+    if (source.empty()) source = "unknown";
+    for (auto& c : classes) {
+      traffic_flow f;
+      f.namespace_ = ns;
+      f.service = name;
+      f.entry = "KnativeService";
+      f.request_class = c.name;
+      f.source_workload = source;
+      f.path = c.request.path;
+      f.rps = rps * c.share;
+      if (f.rps <= 0) continue;
+      auto d = knative_decision(k);
+      apply_decision(f, d, f.rps);
+      plan_.flows.push_back(std::move(f));
     }
   }
 

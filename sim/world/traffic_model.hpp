@@ -19,6 +19,10 @@
 //  - Gateway API: HTTPRoutes (gateway_api.hpp) route the requests sent through a Gateway (its
 //    clients are configured by the same annotations as a Service's, plus kubesim.dev/hostname)
 //    and those sent to a Service that is an HTTPRoute's parent (GAMMA).
+//  - Knative Serving: a Knative Service's clients (the same annotations, on the Knative Service)
+//    enter through the gateway and are split by its status.traffic percents among the revisions'
+//    pods (their <revision>-private Services); each share is counted in Envoy's families with
+//    envoy_cluster_name "<ns>/<revision>". Private Services are backends.
 // Each reader returns a provider-neutral routing_decision (routing.hpp) that the planner resolves
 // to pods; clients that keep cookies (kubesim.dev/session-requests) are split into one flow per
 // set of cookies they hold, by the expected share of a session's requests sent with it.
@@ -78,6 +82,8 @@ struct cluster_objects {
   std::vector<object_ptr> http_routes;
   std::vector<object_ptr> reference_grants;
   std::vector<object_ptr> namespaces;  // for Gateway listeners' allowedRoutes selectors
+  // Knative Services (serving.knative.dev/v1): their clients go through status.traffic.
+  std::vector<object_ptr> knative_services;
   // Rate of a Service without the rps annotation (kubesim --default-rps; 0: only annotated
   // Services send requests, which keeps /metrics small for clusters of thousands of Services).
   double default_rps = world::default_rps;
@@ -114,6 +120,7 @@ struct traffic_leg {
   workload_behaviour behaviour;
   std::string key;          // unique within the plan and stable across plans: the counters' state
   std::string path;         // the path the pod sees when a route rewrote it (the app's `path` label); empty: the flow's
+  std::string envoy_cluster; // Knative: "<ns>/<revision>" (envoy_cluster_upstream_rq*); empty: none
 };
 
 // Requests that reach no pod: the source proxy answers them (404 no route, 503 no healthy

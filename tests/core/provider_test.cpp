@@ -81,9 +81,10 @@ TEST_CASE("only the providers with a router pass; the others are refused naming 
   CHECK_FALSE(provider_error(with_provider(""), "kubernetes"));
   CHECK_FALSE(provider_error(with_provider("gatewayapi:v1"), "istio"));
   CHECK_FALSE(provider_error(with_provider("gatewayapi:v1beta1"), "istio"));
+  CHECK_FALSE(provider_error(with_provider("knative"), "istio"));
 
   for (const char* p : {"linkerd", "smi:v1alpha3", "osm", "appmesh", "appmesh:v1beta2", "contour", "gloo", "nginx",
-                        "skipper", "traefik", "apisix", "kuma", "knative"}) {
+                        "skipper", "traefik", "apisix", "kuma", "knative:service"}) {
     CAPTURE(p);
     auto e = provider_error(with_provider(p), "istio");
     REQUIRE(e);
@@ -95,7 +96,7 @@ TEST_CASE("only the providers with a router pass; the others are refused naming 
   REQUIRE(unknown);
   CHECK(unknown->text() ==
         "spec.provider: unknown provider \"nosuch\" (the -mesh-provider default, as spec.provider is empty): canaryd "
-        "routes kubernetes, istio, gatewayapi:v1, gatewayapi:v1beta1 (and, unlike Flagger, does not fall back to istio)");
+        "routes kubernetes, istio, gatewayapi:v1, gatewayapi:v1beta1, knative (and, unlike Flagger, does not fall back to istio)");
 
   auto mesh_default = provider_error(with_provider(""), "smi:v1alpha3:linkerd");
   REQUIRE(mesh_default);

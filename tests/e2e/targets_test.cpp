@@ -223,7 +223,7 @@ TEST_CASE("revertOnDeletion: a deleted DaemonSet Canary gives the target its nod
   CHECK(eventually([&] { return get_json(sim, {"daemonset", "podinfo-ds-primary"}).is_null(); }, 10s));
 }
 
-TEST_CASE("a DaemonSet with the OnDelete strategy and a Knative Service are refused before anything is created") {
+TEST_CASE("a DaemonSet with the OnDelete strategy is refused before anything is created") {
   kubesim_instance sim;
   setup_cluster(sim);
   auto d = start_canaryd(sim);
@@ -231,21 +231,15 @@ TEST_CASE("a DaemonSet with the OnDelete strategy and a Knative Service are refu
   ds.replace(ds.find("  minReadySeconds: 5\n"), 20, "  minReadySeconds: 5\n  updateStrategy:\n    type: OnDelete\n");
   sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, ds);
   sim.kubectl_ok({"apply", "-f", "-"}, target_canary("podinfo-ds", "apps/v1", "DaemonSet", "podinfo-ds"));
-  std::string knative = target_canary("knative", "serving.knative.dev/v1", "Service", "podinfo-ksvc");
-  knative.replace(knative.find("provider: kubernetes"), 20, "provider: knative");
-  sim.kubectl_ok({"apply", "-f", "-"}, knative);
   bool warned = eventually(
       [&] {
         return has_event(canary_events(sim, "podinfo-ds"), "Warning",
-                         "daemonset podinfo-ds.demo must have RollingUpdate strategy but have OnDelete") &&
-               // The provider is refused first, at decode time (no router for knative yet).
-               has_event(canary_events(sim, "knative"), "Warning",
-                         "spec.provider: provider \"knative\" is not supported by canaryd yet");
+                         "daemonset podinfo-ds.demo must have RollingUpdate strategy but have OnDelete");
       },
       20s);
-  CHECK_MESSAGE(warned, dump(canary_events(sim, "podinfo-ds")) << dump(canary_events(sim, "knative")));
+  CHECK_MESSAGE(warned, dump(canary_events(sim, "podinfo-ds")));
   CHECK(get_json(sim, {"daemonset", "podinfo-ds-primary"}).is_null());
-  for (std::string svc : {"podinfo-ds", "podinfo-ds-primary", "podinfo-ds-canary", "podinfo-ksvc-primary", "podinfo-ksvc-canary"})
+  for (std::string svc : {"podinfo-ds", "podinfo-ds-primary", "podinfo-ds-canary"})
     CHECK_MESSAGE(get_json(sim, {"service", svc}).is_null(), "service " << svc << " was created");
   CHECK(!has_node_selector(get_json(sim, {"daemonset", "podinfo-ds"}), "flagger.app/scale-to-zero"));
 }
