@@ -48,6 +48,10 @@ class deployment_controller final : public target_controller {
       obs.target_error = core::missing_deployment_error(c.spec.target_ref.name, ns);
       return;
     }
+    if (auto why = scaler_reconciler::refusal(c, "Deployment")) {
+      obs.target_error = *why;
+      return;
+    }
     facts& f = facts_of(target);
     if (f.label_error) {
       obs.target_error = *f.label_error;

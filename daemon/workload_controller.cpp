@@ -84,14 +84,8 @@ class workload_controller final : public target_controller {
       obs.target_error = *f.refusal;
       return;
     }
-    if (c.spec.autoscaler_ref && kind_ == workload_kind::daemonset) {
-      obs.target_error = fmt::format("autoscalerRef {} {}.{} cannot scale a DaemonSet: DaemonSet targets take no autoscaler",
-                                     c.spec.autoscaler_ref->kind, c.spec.autoscaler_ref->name, ns);
-      return;
-    }
-    if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind != "HorizontalPodAutoscaler") {
-      obs.target_error = fmt::format("autoscalerRef kind {} is not supported for {} targets (only HorizontalPodAutoscaler)",
-                                     c.spec.autoscaler_ref->kind, kind_name(kind_));
+    if (auto why = scaler_reconciler::refusal(c, kind_name(kind_))) {
+      obs.target_error = *why;
       return;
     }
     if (kind_ == workload_kind::statefulset && !f.service_name.empty() && f.service_name == c.apex_service_name()) {
@@ -124,10 +118,8 @@ class workload_controller final : public target_controller {
       case workload_action::scale_to_zero: co_return co_await scale_to_zero(c);
       case workload_action::scale_from_zero: co_return co_await scale_from_zero(c);
       case workload_action::promote: co_return co_await promote(c);
-      case workload_action::pause_target_scaler:
-      case workload_action::resume_target_scaler:
-        // HPA: Flagger's Pause/Resume are no-ops (KEDA is refused in observe()).
-        co_return action_result();
+      case workload_action::pause_target_scaler: co_return co_await scaler_.set_target_paused(c, true);
+      case workload_action::resume_target_scaler: co_return co_await scaler_.set_target_paused(c, false);
       case workload_action::finalize_target: co_return co_await finalize(c);
       default:
         assert(false && "not a target controller action");
@@ -136,9 +128,7 @@ class workload_controller final : public target_controller {
   }
 
   asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) override {
-    if (c.spec.autoscaler_ref && (c.spec.autoscaler_ref->kind != "HorizontalPodAutoscaler" || kind_ == workload_kind::daemonset)) {
-      co_return error("autoscalerRef kind {} is not supported for {} targets", c.spec.autoscaler_ref->kind, kind_name(kind_));
-    }
+    if (auto why = scaler_reconciler::refusal(c, kind_name(kind_))) co_return error_text(*why);
     co_return co_await scaler_.reconcile_primary(c, init);
   }
 
