@@ -114,6 +114,8 @@ class deployment_controller final : public target_controller {
     }
   }
 
+  void stop() override { scaler_.stop(); }
+
   asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) override {
     co_return co_await scaler_.reconcile_primary(c, init);
   }

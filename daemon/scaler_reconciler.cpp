@@ -56,7 +56,9 @@ std::string foreign_controller(const core::canary& c, std::string_view object_js
 
 scaler_reconciler::scaler_reconciler(cluster& k, const options& opts) : k_(k), opts_(opts) {}
 
-scaler_reconciler::~scaler_reconciler() {
+scaler_reconciler::~scaler_reconciler() { stop(); }
+
+void scaler_reconciler::stop() {
   if (scaled_objects_) scaled_objects_->stop();
 }
 

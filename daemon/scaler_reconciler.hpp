@@ -55,6 +55,9 @@ class scaler_reconciler {
   // The target's autoscaler as cached (for ScaleFromZero's minimum), or null.
   k8s::object_ptr target_autoscaler(const core::canary& c) const;
 
+  // Stops the ScaledObject cache (idempotent; the destructor does it too).
+  void stop();
+
  private:
   boost::asio::awaitable<action_result> reconcile_primary_hpa(const core::canary& c, bool init);
   boost::asio::awaitable<action_result> reconcile_primary_scaled_object(const core::canary& c, bool init);

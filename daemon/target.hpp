@@ -30,6 +30,9 @@ class target_controller {
   // (asserted).
   virtual boost::asio::awaitable<action_result> apply(const core::canary& c, core::workload_action a) = 0;
   virtual boost::asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) = 0;
+  // Stops what the controller runs on its own (the KEDA ScaledObject cache), so that a graceful
+  // shutdown drains. Idempotent.
+  virtual void stop() {}
 };
 
 // The controller for targetRef.kind Deployment.

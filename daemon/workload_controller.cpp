@@ -127,6 +127,8 @@ class workload_controller final : public target_controller {
     }
   }
 
+  void stop() override { scaler_.stop(); }
+
   asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) override {
     if (auto why = scaler_reconciler::refusal(c, kind_name(kind_))) co_return error_text(*why);
     co_return co_await scaler_.reconcile_primary(c, init);

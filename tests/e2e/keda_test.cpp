@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
@@ -165,6 +166,14 @@ TEST_CASE("a KEDA ScaledObject: primary copy with rewritten queries, target paus
   CHECK(eventually([&] { return !exists(sim, {"hpa", "podinfo-hpa"}); }, 10s));
   auto evs = canary_events(sim, "podinfo");
   CHECK_MESSAGE(has_event(evs, "Normal", "Promotion completed!"), dump(evs));
+
+  // SIGTERM drains: the ScaledObject cache stops with everything else, no drain deadline.
+  d.proc->signal(SIGTERM);
+  CHECK(d.proc->wait(10s) == std::optional<int>(0));
+  bool deadline_passed = false;
+  for (const auto& line : d.proc->lines()) deadline_passed = deadline_passed || line.find("drain deadline passed") != std::string::npos;
+  while (auto line = d.proc->read_line(1s)) deadline_passed = deadline_passed || line->find("drain deadline passed") != std::string::npos;
+  CHECK(!deadline_passed);
 }
 
 TEST_CASE("primaryScalerQueries gives the primary its own trigger query") {
