@@ -547,7 +547,11 @@ long long scale_from_zero_replicas(std::string_view target_json, std::string_vie
   }
   if (!hpa_json.empty()) {
     if (auto h = parse_object(hpa_json, "the HPA")) {
-      if (auto m = int_at(child_object(*h, "spec"), "minReplicas"); m && *m > 1) return *m;
+      // An HPA's minReplicas, a KEDA ScaledObject's minReplicaCount.
+      const json::object* spec = child_object(*h, "spec");
+      auto m = int_at(spec, "minReplicas");
+      if (!m) m = int_at(spec, "minReplicaCount");
+      if (m && *m > 1) return *m;
     }
   }
   return 1;

@@ -130,9 +130,10 @@ bool primary_matches_target(std::string_view target_json, std::string_view prima
 std::optional<long long> deployment_replicas(std::string_view deployment_json);
 
 // ScaleFromZero's replica count: the target's replicas if > 0; with no autoscaler, the
-// primary's (when > 0); the HPA's minReplicas if > 1; else 1. Empty JSON = object absent.
+// primary's (when > 0); the autoscaler's minimum if > 1 (an HPA's minReplicas, a KEDA
+// ScaledObject's minReplicaCount); else 1. Empty JSON = object absent.
 long long scale_from_zero_replicas(std::string_view target_json, std::string_view primary_json, bool has_autoscaler,
-                                   std::string_view hpa_json);
+                                   std::string_view autoscaler_json);
 
 // The autoscaling/v2 HPA `<hpa>-primary` from the target HPA (Flagger's hpa_reconciler):
 // scaleTargetRef to the primary Deployment, min/max (with primaryScalerReplicas overrides),

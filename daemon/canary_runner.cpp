@@ -742,6 +742,8 @@ void canary_runner::stop() {
   knative_->stop();
   for (auto& [_, m] : meshes_)
     if (m) m->stop();
+  for (auto* t : {deployments_.get(), daemonsets_.get(), statefulsets_.get(), service_targets_.get()})
+    if (t) t->stop();
   while (!tasks_.empty()) remove(tasks_.begin()->first);
 }
 

@@ -32,7 +32,8 @@ class target_controller {
   // (asserted).
   virtual boost::asio::awaitable<action_result> apply(const core::canary& c, core::workload_action a) = 0;
   virtual boost::asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) = 0;
-  // Shutdown: stops whatever the controller runs in the background (its own caches). Idempotent.
+  // Stops what the controller runs on its own (its caches: Knative Services and Revisions, KEDA
+  // ScaledObjects), so that a graceful shutdown drains. Idempotent.
   virtual void stop() {}
 };
 

@@ -9,16 +9,16 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 
-#include <array>
 #include <cassert>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
-#include <random>
 #include <set>
 
 #include "core/primary.hpp"
 #include "core/revision.hpp"
+#include "daemon/config_tracker.hpp"
+#include "daemon/scaler_reconciler.hpp"
 #include "daemon/target.hpp"
 #include "k8s/api_error.hpp"
 
@@ -40,34 +40,6 @@ action_result error(fmt::format_string<Args...> f, Args&&... args) {
   return action_result(boost::system::in_place_error, fmt::format(f, std::forward<Args>(args)...));
 }
 action_result error_text(std::string s) { return action_result(boost::system::in_place_error, std::move(s)); }
-
-// spec.template of a workload as JSON text (empty when absent or not JSON).
-std::string template_json(std::string_view workload_json) {
-  boost::system::error_code ec;
-  json::value v = json::parse(workload_json, ec);
-  if (ec || !v.is_object()) return {};
-  const auto* spec = v.as_object().if_contains("spec");
-  if (spec == nullptr || !spec->is_object()) return {};
-  const auto* tmpl = spec->as_object().if_contains("template");
-  return tmpl == nullptr ? std::string() : json::serialize(*tmpl);
-}
-
-// The fields of a config copy that matter for "already up to date".
-json::value config_payload(std::string_view config_json) {
-  boost::system::error_code ec;
-  json::value v = json::parse(config_json, ec);
-  json::object out;
-  if (ec || !v.is_object()) return out;
-  for (std::string_view k : {"data", "binaryData", "type"}) {
-    if (const auto* f = v.as_object().if_contains(k)) out[k] = *f;
-  }
-  if (const auto* m = v.as_object().if_contains("metadata"); m && m->is_object()) {
-    for (std::string_view k : {"labels", "annotations", "ownerReferences"}) {
-      if (const auto* f = m->as_object().if_contains(k)) out[k] = *f;
-    }
-  }
-  return out;
-}
 
 std::string spec_version(const k8s::object& o) {
   if (o.generation() > 0) return fmt::format("{}/g{}", o.uid(), o.generation());
@@ -94,7 +66,7 @@ const char* kind_word(workload_kind k) {
 class workload_controller final : public target_controller {
  public:
   workload_controller(workload_kind kind, cluster& k, const options& opts)
-      : kind_(kind), k_(k), opts_(opts), random_(std::random_device{}()) {
+      : kind_(kind), k_(k), opts_(opts), configs_(k, opts), scaler_(k, opts) {
     assert(kind != workload_kind::deployment);
   }
 
@@ -112,14 +84,8 @@ class workload_controller final : public target_controller {
       obs.target_error = *f.refusal;
       return;
     }
-    if (c.spec.autoscaler_ref && kind_ == workload_kind::daemonset) {
-      obs.target_error = fmt::format("autoscalerRef {} {}.{} cannot scale a DaemonSet: DaemonSet targets take no autoscaler",
-                                     c.spec.autoscaler_ref->kind, c.spec.autoscaler_ref->name, ns);
-      return;
-    }
-    if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind != "HorizontalPodAutoscaler") {
-      obs.target_error = fmt::format("autoscalerRef kind {} is not supported for {} targets (only HorizontalPodAutoscaler)",
-                                     c.spec.autoscaler_ref->kind, kind_name(kind_));
+    if (auto why = scaler_reconciler::refusal(c, kind_name(kind_))) {
+      obs.target_error = *why;
       return;
     }
     if (kind_ == workload_kind::statefulset && !f.service_name.empty() && f.service_name == c.apex_service_name()) {
@@ -129,7 +95,7 @@ class workload_controller final : public target_controller {
       return;
     }
     obs.target_revision = f.revision;
-    auto configs = tracked_configs(c, f.has_template, f.refs);
+    auto configs = configs_.tracked(c, f.has_template, f.refs);
     if (!configs) {
       obs.target_error = configs.error();
       return;
@@ -142,7 +108,7 @@ class workload_controller final : public target_controller {
     const auto& applied = c.status.last_applied_spec;
     if (primary && !applied.empty() && !core::is_canaryd_revision(applied)) {
       obs.primary_matches_target =
-          core::primary_matches_target(kind_, target->json(), primary->json(), options_for(*configs));
+          core::primary_matches_target(kind_, target->json(), primary->json(), configs_.options_for(*configs));
     }
   }
 
@@ -152,10 +118,8 @@ class workload_controller final : public target_controller {
       case workload_action::scale_to_zero: co_return co_await scale_to_zero(c);
       case workload_action::scale_from_zero: co_return co_await scale_from_zero(c);
       case workload_action::promote: co_return co_await promote(c);
-      case workload_action::pause_target_scaler:
-      case workload_action::resume_target_scaler:
-        // HPA: Flagger's Pause/Resume are no-ops (KEDA is refused in observe()).
-        co_return action_result();
+      case workload_action::pause_target_scaler: co_return co_await scaler_.set_target_paused(c, true);
+      case workload_action::resume_target_scaler: co_return co_await scaler_.set_target_paused(c, false);
       case workload_action::finalize_target: co_return co_await finalize(c);
       default:
         assert(false && "not a target controller action");
@@ -163,52 +127,14 @@ class workload_controller final : public target_controller {
     }
   }
 
+  void stop() override { scaler_.stop(); }
+
   asio::awaitable<action_result> reconcile_primary_scaler(const core::canary& c, bool init) override {
-    if (!c.spec.autoscaler_ref) co_return action_result();
-    const auto& ref = *c.spec.autoscaler_ref;
-    const std::string& ns = c.metadata.namespace_;
-    if (ref.kind != "HorizontalPodAutoscaler" || kind_ == workload_kind::daemonset) {
-      co_return error("autoscalerRef kind {} is not supported for {} targets", ref.kind, kind_name(kind_));
-    }
-    const auto hpa = k_.hpas.get(ns, ref.name);
-    if (!hpa) {
-      co_return error("HorizontalPodAutoscaler {}.{} get query error: horizontalpodautoscalers.autoscaling \"{}\" not found",
-                      ref.name, ns, ref.name);
-    }
-    const std::string primary_name = ref.name + "-primary";
-    const auto existing = k_.hpas.get(ns, primary_name);
-    if (!existing) {
-      auto body = core::make_primary_hpa(c, hpa->json(), "");
-      if (!body) co_return error_text(body.error());
-      auto r = co_await k_.client.create(resources::hpas, ns, *body);
-      if (!r && !k8s::is_already_exists(r.error()))
-        co_return error("creating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(r.error()));
-      co_return action_result();
-    }
-    if (init) co_return action_result();
-    std::string current(existing->json());
-    for (int attempt = 0;; ++attempt) {
-      auto body = core::make_primary_hpa(c, hpa->json(), current);
-      if (!body) co_return error_text(body.error());
-      if (!core::primary_hpa_differs(*body, current)) co_return action_result();
-      auto r = co_await k_.client.update(resources::hpas, ns, primary_name, *body);
-      if (r) co_return action_result();
-      if (!k8s::is_conflict(r.error()) || attempt >= conflict_retries)
-        co_return error("updating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(r.error()));
-      auto fresh = co_await k_.client.get(resources::hpas, ns, primary_name);
-      if (!fresh) co_return error("updating HorizontalPodAutoscaler {}.{} failed: {}", primary_name, ns, api_text(fresh.error()));
-      current = std::string(fresh->json());
-    }
+    if (auto why = scaler_reconciler::refusal(c, kind_name(kind_))) co_return error_text(*why);
+    co_return co_await scaler_.reconcile_primary(c, init);
   }
 
  private:
-  struct tracked {
-    std::string key;  // configmap/<name>, secret/<name>
-    core::config_ref ref;
-    k8s::object_ptr object;
-    std::string checksum;
-  };
-
   // What observe() derives from the target's spec, kept per spec version (uid + generation).
   struct facts {
     std::string target;
@@ -236,7 +162,7 @@ class workload_controller final : public target_controller {
       f.refusal = label.error();
       return f;
     }
-    const std::string tmpl = template_json(json_text);
+    const std::string tmpl = pod_template_json(json_text);
     core::revision_options ro;
     ro.daemonset = kind_ == workload_kind::daemonset;
     auto revision = core::pod_template_revision(tmpl.empty() ? std::string_view("{}") : std::string_view(tmpl), ro);
@@ -297,55 +223,9 @@ class workload_controller final : public target_controller {
     return primary ? core::statefulset_primary_readiness(c, s, now) : core::statefulset_canary_readiness(c, s, now);
   }
 
-  // GetTargetConfigs: every referenced config that exists and is trackable; a missing
-  // mandatory one is Flagger's get-query error, a missing optional one is skipped.
-  core::text_result<std::vector<tracked>> tracked_configs(const core::canary& c, bool has_template,
-                                                          const core::decoded<std::vector<core::config_ref>>& refs) const {
-    std::vector<tracked> out;
-    if (!opts_.enable_config_tracking || !has_template) return out;
-    if (!refs.ok()) return std::string("the pod template's config references are not readable");
-    for (const auto& ref : refs.value) {
-      const bool is_cm = ref.kind == core::config_ref::kind_t::config_map;
-      const auto obj = (is_cm ? k_.configmaps : k_.secrets).get(c.metadata.namespace_, ref.name);
-      if (!obj) {
-        if (ref.optional) continue;
-        return is_cm ? fmt::format("configmap {}.{} get query error: configmaps \"{}\" not found", ref.name,
-                                   c.metadata.namespace_, ref.name)
-                     : fmt::format("secret {}.{} get query error: secrets \"{}\" not found", ref.name,
-                                   c.metadata.namespace_, ref.name);
-      }
-      if (!core::is_tracked_config(obj->json())) continue;
-      auto sum = core::config_checksum(obj->json());
-      if (!sum.ok()) continue;
-      out.push_back({ref.key(), ref, obj, sum.value});
-    }
-    return out;
-  }
-
-  core::primary_options options_for(const std::vector<tracked>& configs) const {
-    core::primary_options o;
-    o.selector_labels = opts_.selector_labels;
-    o.include_label_prefix = opts_.include_label_prefix;
-    for (const auto& t : configs) o.tracked_configs.insert(t.key);
-    return o;
-  }
-
-  std::string new_flagger_id() {
-    std::array<unsigned char, 16> b{};
-    for (auto& x : b) x = static_cast<unsigned char>(random_() & 0xff);
-    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
-    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
-    std::string s;
-    for (std::size_t i = 0; i < b.size(); ++i) {
-      if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-      s += fmt::format("{:02x}", b[i]);
-    }
-    return s;
-  }
-
   struct target_view {
     k8s::object_ptr target;
-    std::vector<tracked> configs;
+    std::vector<tracked_config> configs;
     core::primary_options opts;
   };
 
@@ -353,60 +233,23 @@ class workload_controller final : public target_controller {
     target_view v;
     v.target = cache().get(c.metadata.namespace_, c.spec.target_ref.name);
     if (!v.target) return core::missing_workload_error(kind_, c.spec.target_ref.name, c.metadata.namespace_);
-    const std::string tmpl = template_json(v.target->json());
-    std::vector<tracked> configs;
-    if (opts_.enable_config_tracking && !tmpl.empty()) {
-      auto t = tracked_configs(c, true, core::find_config_refs(tmpl));
-      if (!t) return t.error();
-      configs = std::move(*t);
-    }
-    v.configs = std::move(configs);
-    v.opts = options_for(v.configs);
+    auto configs = configs_.tracked(c, pod_template_json(v.target->json()));
+    if (!configs) return configs.error();
+    v.configs = std::move(*configs);
+    v.opts = configs_.options_for(v.configs);
     return v;
   }
 
-  // CreatePrimaryConfigs: write the -primary copy of every tracked config whose cached copy
-  // differs (Update, Create when missing).
-  asio::awaitable<action_result> write_primary_configs(const core::canary& c, const std::vector<tracked>& configs,
-                                                       const core::primary_options& o) {
-    const std::string& ns = c.metadata.namespace_;
-    for (const auto& t : configs) {
-      const bool is_cm = t.ref.kind == core::config_ref::kind_t::config_map;
-      const k8s::resource& res = is_cm ? resources::configmaps : resources::secrets;
-      const std::string_view what = is_cm ? "configmap" : "secret";
-      const std::string copy_name = t.ref.name + "-primary";
-      auto body = core::make_primary_config(c, t.object->json(), o);
-      if (!body) co_return error_text(body.error());
-      const auto existing = (is_cm ? k_.configmaps : k_.secrets).get(ns, copy_name);
-      if (existing && config_payload(existing->json()) == config_payload(*body)) continue;
-      if (existing) {
-        auto r = co_await k_.client.update(res, ns, copy_name, *body);
-        if (r) continue;
-        if (!k8s::is_not_found(r.error()))
-          co_return error("updating {} {}.{} failed: {}", what, copy_name, ns, api_text(r.error()));
-      }
-      auto r = co_await k_.client.create(res, ns, *body);
-      if (r) continue;
-      if (k8s::is_already_exists(r.error())) {
-        auto u = co_await k_.client.update(res, ns, copy_name, *body);
-        if (u) continue;
-        co_return error("updating {} {}.{} failed: {}", what, copy_name, ns, api_text(u.error()));
-      }
-      co_return error("creating {} {}.{} failed: {}", what, copy_name, ns, api_text(r.error()));
-    }
-    co_return action_result();
-  }
-
   core::text_result<std::string> make_primary(const core::canary& c, const target_view& v) {
-    if (kind_ == workload_kind::daemonset) return core::make_primary_daemonset(c, v.target->json(), v.opts, new_flagger_id());
-    return core::make_primary_statefulset(c, v.target->json(), v.opts, new_flagger_id());
+    if (kind_ == workload_kind::daemonset) return core::make_primary_daemonset(c, v.target->json(), v.opts, configs_.new_flagger_id());
+    return core::make_primary_statefulset(c, v.target->json(), v.opts, configs_.new_flagger_id());
   }
 
   asio::awaitable<action_result> initialize_primary(const core::canary& c) {
     const std::string& ns = c.metadata.namespace_;
     auto v = read_target(c);
     if (!v) co_return error_text(v.error());
-    if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
+    if (auto r = co_await configs_.write_primary_copies(c, v->configs, v->opts); !r) co_return r;
     if (kind_ == workload_kind::statefulset) {
       if (auto r = co_await reconcile_governing_service(c, v->target->json()); !r) co_return r;
     }
@@ -449,14 +292,14 @@ class workload_controller final : public target_controller {
     const std::string primary_name = c.primary_workload_name();
     auto v = read_target(c);
     if (!v) co_return error_text(v.error());
-    if (auto r = co_await write_primary_configs(c, v->configs, v->opts); !r) co_return r;
+    if (auto r = co_await configs_.write_primary_copies(c, v->configs, v->opts); !r) co_return r;
     const auto cached = cache().get(ns, primary_name);
     if (!cached) co_return error_text(core::missing_workload_error(kind_, primary_name, ns));
     std::string current(cached->json());
     for (int attempt = 0;; ++attempt) {
       auto body = kind_ == workload_kind::daemonset
-                      ? core::promote_primary_daemonset(c, v->target->json(), current, v->opts, new_flagger_id())
-                      : core::promote_primary_statefulset(c, v->target->json(), current, v->opts, new_flagger_id());
+                      ? core::promote_primary_daemonset(c, v->target->json(), current, v->opts, configs_.new_flagger_id())
+                      : core::promote_primary_statefulset(c, v->target->json(), current, v->opts, configs_.new_flagger_id());
       if (!body) co_return error_text(body.error());
       auto r = co_await k_.client.update(resource(), ns, primary_name, *body);
       if (r) co_return action_result();
@@ -510,9 +353,7 @@ class workload_controller final : public target_controller {
 
   long long scale_from_zero_count(const core::canary& c, std::string_view target_json) const {
     const auto primary = cache().get(c.metadata.namespace_, c.primary_workload_name());
-    k8s::object_ptr hpa;
-    if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind == "HorizontalPodAutoscaler")
-      hpa = k_.hpas.get(c.metadata.namespace_, c.spec.autoscaler_ref->name);
+    const k8s::object_ptr hpa = scaler_.target_autoscaler(c);
     return core::scale_from_zero_replicas(target_json, primary ? primary->json() : std::string_view(),
                                           c.spec.autoscaler_ref.has_value(), hpa ? hpa->json() : std::string_view());
   }
@@ -535,7 +376,8 @@ class workload_controller final : public target_controller {
   workload_kind kind_;
   cluster& k_;
   const options& opts_;
-  std::mt19937_64 random_;
+  config_tracker configs_;
+  scaler_reconciler scaler_;
   mutable std::map<std::string, facts, std::less<>> facts_;             // target key -> facts
   mutable std::map<std::string, parsed_status, std::less<>> statuses_;  // workload key -> parsed status
 };

@@ -42,6 +42,7 @@
 #include "sim/world/controllers.hpp"
 #include "sim/world/emulator.hpp"
 #include "sim/world/knative.hpp"
+#include "sim/world/keda.hpp"
 #include "sim/world/prometheus.hpp"
 
 namespace {
@@ -315,6 +316,7 @@ struct app {
   // World (sim/world): controllers, traffic emulator with /metrics, Prometheus child.
   std::unique_ptr<kubesim::world::controllers> controllers;
   std::unique_ptr<kubesim::world::knative_serving> knative;  // Knative Serving, once its CRDs exist
+  std::unique_ptr<kubesim::world::keda_operator> keda;
   std::unique_ptr<kubesim::world::traffic_emulator> emulator;
   std::unique_ptr<kubesim::world::prometheus_child> prometheus;
   std::string api_url;
@@ -353,6 +355,7 @@ asio::awaitable<void> shutdown(app& a) {
   if (a.server) a.server->stop();
   if (a.emulator) a.emulator->stop();
   a.knative.reset();
+  if (a.keda) a.keda->stop();
   a.controllers.reset();
   if (a.prometheus) co_await a.prometheus->stop();
   a.io.stop();
@@ -427,6 +430,8 @@ int run(flags f) {
   a.controllers = std::make_unique<kubesim::world::controllers>(a.io.get_executor(), *a.store, co);
   if (a.faults.pause_controllers) a.controllers->pause(true);
   a.knative = std::make_unique<kubesim::world::knative_serving>(a.io.get_executor(), *a.store);
+  // KEDA (sim/world/keda.hpp): acts once the ScaledObject CRD is installed.
+  a.keda = kubesim::world::start_keda(a.io.get_executor(), *a.store);
   kubesim::world::emulator_options eo;
   eo.metrics_listen = a.f.metrics_listen;
   if (a.f.default_rps) eo.default_rps = *a.f.default_rps;
@@ -458,6 +463,7 @@ int run(flags f) {
   if (a.api) a.api->stop();
   if (a.server) a.server->stop();
   if (a.emulator) a.emulator->stop();
+  if (a.keda) a.keda->stop();
   a.controllers.reset();
   a.io.restart();
   a.io.run_for(std::chrono::seconds(3));

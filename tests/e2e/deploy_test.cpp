@@ -190,7 +190,7 @@ TEST_CASE("kubectl kustomize builds deploy/ into CRDs, namespace, least-privileg
                  "autoscaling/horizontalpodautoscalers", "networking.k8s.io/ingresses", "flagger.app/canaries",
                  "flagger.app/canaries/status", "flagger.app/canaries/finalizers", "flagger.app/metrictemplates",
                  "flagger.app/alertproviders", "networking.istio.io/virtualservices",
-                 "networking.istio.io/destinationrules"})
+                 "networking.istio.io/destinationrules", "keda.sh/scaledobjects"})
     CHECK(granted.count(r) == 1);
   CHECK(granted.count("coordination.k8s.io/leases") == 0);
   const auto* lease_role = find_doc(docs, "Role", "canaryd-leader-election");
