@@ -318,3 +318,53 @@ void scenario(const std::string& provider) {
 TEST_CASE("a Service target behind gatewayapi:v1: weights measured in Prometheus, promotion, a failing release rolled back, finalize") {
   scenario("gatewayapi:v1");
 }
+
+TEST_CASE("-mesh-provider gatewayapi:v1beta1:service routes a Service target; a service.name other than the target's is refused") {
+  kubesim_options ko;
+  ko.extra_args = {"--default-rps", "0"};
+  kubesim_instance sim(ko);
+  setup_cluster(sim);
+  if (!install_published_crds(sim, "gatewayapi")) return;
+  sim.kubectl_ok({"apply", "-f", "-"}, gateway_yaml);
+  for (std::string b : {"blue", "green"}) sim.kubectl_ok({"apply", "-f", "-"}, backend_yaml(b));
+  sim.kubectl_ok({"apply", "-f", "-"}, target_service);
+  std::string other = target_service;
+  other.replace(other.find("name: podinfo"), 13, "name: other");
+  sim.kubectl_ok({"apply", "-f", "-"}, other);
+  // Flagger's factory matches gatewayapi by prefix: this is the v1beta1 router. (The CRD's enum
+  // admits no `:service` string in spec.provider, so it can come only from the flag.)
+  auto d = start_canaryd(sim, {"-mesh-provider", "gatewayapi:v1beta1:service"});
+  auto canary = [](const std::string& name, const std::string& target, const std::string& service_name) {
+    return "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: " + name +
+           "\n  namespace: demo\nspec:\n  targetRef:\n    apiVersion: v1\n    kind: Service\n    name: " + target +
+           "\n  service:\n" + service_name +
+           "    port: 9898\n    hosts:\n    - www.example.com\n    gatewayRefs:\n    - name: gateway\n"
+           "      namespace: demo\n  analysis:\n    interval: 1s\n    threshold: 2\n    stepWeight: 50\n"
+           "    maxWeight: 50\n";
+  };
+  sim.kubectl_ok({"apply", "-f", "-"}, canary("podinfo", "podinfo", ""));
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Initialized", 30s), dump(canary_events(sim, "podinfo")));
+  CHECK(!get_json(sim, {"httproutes.v1beta1.gateway.networking.k8s.io", "podinfo"}).is_null());
+  CHECK(route_weights(sim) == weights{100, 0});
+  sim.kubectl_ok({"-n", "demo", "patch", "service", "podinfo", "--type", "merge", "-p", R"({"spec":{"selector":{"app":"green"}}})"});
+  REQUIRE_MESSAGE(wait_phase(sim, "podinfo", "Succeeded", 30s), dump(canary_events(sim, "podinfo")));
+  auto evs = canary_events(sim, "podinfo");
+  CHECK_MESSAGE(has_event(evs, "Normal", "Advance podinfo.demo canary weight 50"), dump(evs));
+  CHECK(selector_of(sim, "podinfo-primary") == "green");
+  CHECK(route_weights(sim) == weights{100, 0});
+
+  // service.name "web": the router would send traffic to web-primary and web-canary, which no one
+  // makes. Refused before anything is created.
+  sim.kubectl_ok({"apply", "-f", "-"}, canary("misnamed", "other", "    name: web\n"));
+  const std::string why =
+      "spec.service.name web is not the target Service other: the copies of a Service target are other-primary and "
+      "other-canary, while the gatewayapi:v1beta1:service router would send traffic to web-primary and web-canary; "
+      "leave spec.service.name empty or set it to other";
+  CHECK_MESSAGE(eventually([&] { return has_event(canary_events(sim, "misnamed"), "Warning", why); }, 20s),
+                dump(canary_events(sim, "misnamed")));
+  std::this_thread::sleep_for(2s);
+  for (std::string svc : {"other-primary", "other-canary", "web", "web-primary", "web-canary"})
+    CHECK_MESSAGE(get_json(sim, {"service", svc}).is_null(), "service " << svc << " was created");
+  CHECK(get_json(sim, {"httproutes.v1.gateway.networking.k8s.io", "web"}).is_null());
+  CHECK(selector_of(sim, "other") == "blue");
+}
