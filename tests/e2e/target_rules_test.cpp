@@ -70,12 +70,13 @@ std::string backend_yaml(const std::string& name) {
 
 // A kubernetes-provider Canary: interval 1s, threshold 2, iterations 2.
 std::string canary_for(const std::string& name, const std::string& kind, const std::string& target,
-                       const std::string& spec_extra = {}) {
+                       const std::string& spec_extra = {}, const std::string& service_name = {}) {
   const std::string api = kind == "Service" ? "v1" : "apps/v1";
   return "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: " + name +
          "\n  namespace: demo\nspec:\n  provider: kubernetes\n" + spec_extra + "  targetRef:\n    apiVersion: " + api +
          "\n    kind: " + kind + "\n    name: " + target +
-         "\n  service:\n    port: 9898\n  analysis:\n    interval: 1s\n    threshold: 2\n    iterations: 2\n";
+         "\n  service:\n" + (service_name.empty() ? "" : "    name: " + service_name + "\n") +
+         "    port: 9898\n  analysis:\n    interval: 1s\n    threshold: 2\n    iterations: 2\n";
 }
 
 // What of an object an intruder could change: spec, labels, annotations, owners, generation.
@@ -159,6 +160,10 @@ TEST_CASE("DaemonSet, StatefulSet and Service targets of another Canary, or with
   sim.kubectl_ok({"apply", "-f", "-"}, workload_yaml("StatefulSet", "sts-other-primary", {}, {}, owner));
   sim.kubectl_ok({"apply", "-f", "-"}, service_yaml("web-other", "web-blue"));
   sim.kubectl_ok({"apply", "-f", "-"}, service_yaml("web-other-primary", "web-blue", owner));
+  // A Service target's copies are named after it even when service.name names another apex (the
+  // kubernetes provider routes nothing by that name): its foreign -canary copy.
+  sim.kubectl_ok({"apply", "-f", "-"}, service_yaml("web-third", "web-blue"));
+  sim.kubectl_ok({"apply", "-f", "-"}, service_yaml("web-third-canary", "web-blue", owner));
 
   // Everything the intruders could touch, object by object (one kubectl call for all).
   const std::vector<std::string> watched{
@@ -166,7 +171,8 @@ TEST_CASE("DaemonSet, StatefulSet and Service targets of another Canary, or with
       "statefulset/sts-app",     "statefulset/sts-app-primary", "statefulset/sts-other",   "statefulset/sts-other-primary",
       "service/ds-app",          "service/ds-app-primary",    "service/ds-app-canary",     "service/sts-app",
       "service/sts-app-primary", "service/sts-app-canary",    "service/web",               "service/web-primary",
-      "service/web-canary",      "service/web-other",         "service/web-other-primary"};
+      "service/web-canary",      "service/web-other",         "service/web-other-primary", "service/web-third",
+      "service/web-third-canary"};
   // kind/name -> fingerprint, for every DaemonSet, StatefulSet and Service in the namespace.
   auto all_objects = [&] {
     std::map<std::string, std::string> s;
@@ -193,7 +199,7 @@ TEST_CASE("DaemonSet, StatefulSet and Service targets of another Canary, or with
   for (const auto& [key, value] : before) CHECK_MESSAGE(value != "<missing>", key << " missing before the intruders");
 
   struct intruder {
-    std::string name, kind, target, owner_text, object_text;
+    std::string name, kind, target, owner_text, object_text, service_name = {};
   };
   const std::vector<intruder> intruders{
       {"ds-intruder", "DaemonSet", "ds-app-primary", "controlled by Canary ds-app", "ds-app-primary"},
@@ -202,9 +208,10 @@ TEST_CASE("DaemonSet, StatefulSet and Service targets of another Canary, or with
       {"ds-other", "DaemonSet", "ds-other", "controlled by ConfigMap legacy", "DaemonSet ds-other-primary"},
       {"sts-other", "StatefulSet", "sts-other", "controlled by ConfigMap legacy", "StatefulSet sts-other-primary"},
       {"web-other", "Service", "web-other", "controlled by ConfigMap legacy", "Service web-other-primary"},
+      {"web-third", "Service", "web-third", "controlled by ConfigMap legacy", "Service web-third-canary", "web-third-apex"},
   };
   for (const auto& i : intruders)
-    sim.kubectl_ok({"apply", "-f", "-"}, canary_for(i.name, i.kind, i.target, "  revertOnDeletion: true\n"));
+    sim.kubectl_ok({"apply", "-f", "-"}, canary_for(i.name, i.kind, i.target, "  revertOnDeletion: true\n", i.service_name));
   for (const auto& i : intruders) {
     CAPTURE(i.name);
     condition c;
