@@ -24,9 +24,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A workload of `kind` (DaemonSet or StatefulSet) named `name` with the label app: <name>;
-// `pod_spec_extra` goes under the container, `top` into the top of its spec; `owner` (a
-// controller ownerReference) into its metadata.
+// A workload of `kind` (DaemonSet or StatefulSet) named `name` with the label app: <name> (a
+// StatefulSet with its headless governing Service); `container_extra` goes under the container
+// (and may continue the pod spec), `spec_extra` into the top of its spec, `owner` (a controller
+// ownerReference) into its metadata.
 std::string workload_yaml(const std::string& kind, const std::string& name, const std::string& container_extra = {},
                           const std::string& spec_extra = {}, const std::string& owner = {}) {
   std::string s = "apiVersion: apps/v1\nkind: " + kind + "\nmetadata:\n  name: " + name + "\n  namespace: demo\n" + owner +
