@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "core/provider.hpp"
 #include "core/revision.hpp"
 
 namespace canaryd::core {
@@ -959,6 +960,18 @@ text_result<std::optional<std::string>> make_primary_governing_service(const can
 }
 
 // ---- Service targets --------------------------------------------------------------------------------
+
+std::string service_target_name_error(const canary& c, std::string_view provider) {
+  const std::string& target = c.spec.target_ref.name;
+  const std::string& apex = c.spec.service.name;
+  if (apex.empty() || apex == target) return {};
+  const auto p = parse_provider(provider);
+  if (!p || p->family == router_family::kubernetes) return {};  // the kubernetes provider routes nothing
+  return fmt::format("spec.service.name {} is not the target Service {}: the copies of a Service target are {}-primary "
+                     "and {}-canary, while the {} router would send traffic to {}-primary and {}-canary; leave "
+                     "spec.service.name empty or set it to {}",
+                     apex, target, target, target, provider, apex, apex, target);
+}
 
 text_result<std::optional<std::string>> make_service_copy(const canary& c, std::string_view svc_json, std::string_view name,
                                                           std::string_view existing_json, const primary_options& o,

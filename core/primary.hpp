@@ -268,6 +268,13 @@ text_result<std::optional<std::string>> make_primary_governing_service(const can
 //  - else: the update of `existing_json` (its metadata, cluster IPs and node ports kept), or
 //    nullopt when it is up to date (spec, labels, annotations, ownerReferences).
 // `promotion`: Flagger's Promote, labels and annotations include-prefix-filtered.
+// Why a Service target cannot be routed by `provider` (the effective provider string), or "".
+// Flagger's ServiceController names the copies after the target (`<target>-primary`,
+// `<target>-canary`), while every router but `kubernetes` sends traffic to `<apex>-primary` and
+// `<apex>-canary` (apex = spec.service.name, else the target): with a service.name other than
+// the target's, Flagger writes routes to Services nobody creates. canaryd refuses that Canary.
+std::string service_target_name_error(const canary& c, std::string_view provider);
+
 text_result<std::optional<std::string>> make_service_copy(const canary& c, std::string_view svc_json, std::string_view name,
                                                           std::string_view existing_json, const primary_options& o,
                                                           bool promotion);

@@ -87,13 +87,14 @@ std::string_view family_name(router_family f) {
 }
 
 bool has_router(const provider_name& p) {
-  // Service targets (`:service`) need target support canaryd lacks: refused with the provider.
-  if (p.service_target) return false;
   switch (p.family) {
+    // Flagger's factory matches these exactly: with `:service` they fall to its Istio default,
+    // which canaryd refuses (provider_error() says why).
     case router_family::kubernetes:
-    case router_family::istio:
-    case router_family::gatewayapi:
-    case router_family::knative: return true;
+    case router_family::istio: return !p.service_target;
+    // Matched by prefix in Flagger: `gatewayapi:v1:service` is the v1 router.
+    case router_family::gatewayapi: return true;
+    case router_family::knative: return !p.service_target;
     default: return false;
   }
 }
@@ -121,6 +122,15 @@ std::optional<field_error> provider_error(const canary& c, std::string_view mesh
                        fmt::format("unknown provider \"{}\"{}: canaryd routes {} (and, unlike Flagger, does not fall "
                                    "back to istio)",
                                    provider, from, supported)};
+  }
+  const bool exact_family = parsed->family == router_family::kubernetes || parsed->family == router_family::istio;
+  if (parsed->service_target && exact_family) {
+    const std::string_view bare = std::string_view(provider).substr(0, provider.size() - service_suffix.size());
+    return field_error{"spec.provider",
+                       fmt::format("provider \"{}\"{}: \"{}\" names the metrics observer of a Service target, not a "
+                                   "router (Flagger's factory sends \"{}\" to its Istio default); use \"{}\": canaryd, "
+                                   "as Flagger, appends \"{}\" to the observer of a Service target itself",
+                                   provider, from, service_suffix, provider, bare, service_suffix)};
   }
   if (!has_router(*parsed)) {
     return field_error{"spec.provider", fmt::format("provider \"{}\"{} is not supported by canaryd yet: no router for "

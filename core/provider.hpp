@@ -6,7 +6,9 @@
 // `smi:<version>[:<mesh>]`; `contour`, `knative`, `gloo[:<upstream namespace>]`, `nginx`,
 // `skipper`, `traefik`, `apisix`, `osm`, `kuma`; `gatewayapi:v1beta1...` and `gatewayapi:v1...`
 // (prefixes, tested in that order); `kubernetes`. A trailing `:service` (Flagger's metrics
-// observer name for a Service target) is recognised on any of them.
+// observer name for a Service target) is recognised on any of them; has_router() follows
+// Flagger's matching: routed for the prefix-matched gatewayapi, refused for the exactly matched
+// kubernetes and istio, which Flagger would send to its Istio default.
 // Difference: Flagger sends any other string (bare `gatewayapi` included) to the Istio router
 // with a warning; canaryd refuses it, like a provider it has no router for, before it creates or
 // scales anything (docs/compatibility.md).

@@ -208,6 +208,11 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
     return why;
   if (auto why = foreign(c, "Service", k_.services.get(ns, c.primary_service_name()), true); !why.empty()) return why;
   if (auto why = foreign(c, "Service", k_.services.get(ns, c.canary_service_name()), true); !why.empty()) return why;
+  // A Service target's copies are named after the target, whatever the apex (with the kubernetes
+  // provider, service.name may differ): its -canary copy too.
+  if (ref.kind == "Service" && !c.is_knative_target() && ref.name + "-canary" != c.canary_service_name()) {
+    if (auto why = foreign(c, "Service", k_.services.get(ns, ref.name + "-canary"), true); !why.empty()) return why;
+  }
   if (c.spec.autoscaler_ref && c.spec.autoscaler_ref->kind == "HorizontalPodAutoscaler") {
     if (auto why = foreign(c, "HorizontalPodAutoscaler", k_.hpas.get(ns, c.spec.autoscaler_ref->name + "-primary"), true);
         !why.empty())

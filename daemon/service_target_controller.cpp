@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/primary.hpp"
+#include "core/provider.hpp"
 #include "core/revision.hpp"
 #include "daemon/target.hpp"
 #include "k8s/api_error.hpp"
@@ -59,6 +60,10 @@ class service_target_controller final : public target_controller {
     if (!target) {
       revisions_.erase(k8s::object_key(ns, c.spec.target_ref.name));
       obs.target_error = missing_service(c.spec.target_ref.name, ns);
+      return;
+    }
+    if (auto why = core::service_target_name_error(c, core::effective_provider(c, opts_.mesh_provider)); !why.empty()) {
+      obs.target_error = std::move(why);
       return;
     }
     if (c.spec.autoscaler_ref) {

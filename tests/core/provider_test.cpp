@@ -102,8 +102,20 @@ TEST_CASE("only the providers with a router pass; the others are refused naming 
   REQUIRE(mesh_default);
   CHECK(mesh_default->message.find("provider \"smi:v1alpha3:linkerd\" (the -mesh-provider default") == 0);
 
-  // A Service target (`:service`) is refused with the provider named.
+  // `:service` (the observer name of a Service target): Flagger's factory matches gatewayapi by
+  // prefix, so "gatewayapi:v1:service" is its v1 router; "kubernetes" and "istio" are matched
+  // exactly, and with the suffix fall to Flagger's Istio default, which canaryd refuses saying
+  // what to write instead.
+  CHECK_FALSE(provider_error(with_provider(""), "gatewayapi:v1:service"));
+  CHECK_FALSE(provider_error(with_provider(""), "gatewayapi:v1beta1:service"));
   auto svc = provider_error(with_provider(""), "kubernetes:service");
   REQUIRE(svc);
-  CHECK(svc->message.find("\"kubernetes:service\"") != std::string::npos);
+  CHECK(svc->text() ==
+        "spec.provider: provider \"kubernetes:service\" (the -mesh-provider default, as spec.provider is empty): "
+        "\":service\" names the metrics observer of a Service target, not a router (Flagger's factory sends "
+        "\"kubernetes:service\" to its Istio default); use \"kubernetes\": canaryd, as Flagger, appends \":service\" to "
+        "the observer of a Service target itself");
+  auto istio_svc = provider_error(with_provider(""), "istio:service");
+  REQUIRE(istio_svc);
+  CHECK(istio_svc->message.find("use \"istio\"") != std::string::npos);
 }

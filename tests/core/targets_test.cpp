@@ -280,6 +280,20 @@ TEST_CASE("Service copies: no cluster IPs or node ports copied, the copy's own k
   CHECK(pv.at_pointer("/spec/selector/app") == "green");
 }
 
+TEST_CASE("a Service target with a service.name other than its own is refused for every router but kubernetes") {
+  auto c = make_canary("Service", "podinfo");
+  CHECK(service_target_name_error(c, "gatewayapi:v1") == "");
+  c.spec.service.name = "podinfo";
+  CHECK(service_target_name_error(c, "gatewayapi:v1") == "");
+  c.spec.service.name = "web";
+  CHECK(service_target_name_error(c, "kubernetes") == "");
+  CHECK(service_target_name_error(c, "gatewayapi:v1") ==
+        "spec.service.name web is not the target Service podinfo: the copies of a Service target are podinfo-primary and "
+        "podinfo-canary, while the gatewayapi:v1 router would send traffic to web-primary and web-canary; leave "
+        "spec.service.name empty or set it to podinfo");
+  CHECK(service_target_name_error(c, "istio").find("the istio router would send traffic to web-primary") != std::string::npos);
+}
+
 TEST_CASE("missing targets get Flagger's get-query errors") {
   CHECK(missing_workload_error(workload_kind::daemonset, "ds", "demo") ==
         "daemonset ds.demo get query error: daemonsets.apps \"ds\" not found");
