@@ -368,6 +368,9 @@ pacing_report measure_pacing(const std::vector<json::object>& lines, std::int64_
       const auto& p = list[k - 1];
       const auto& q = list[k];
       if (!in_run.contains(p.phase)) continue;  // q starts a run (or initializes): a reaction, not paced
+      // A run never goes back from Promoting or Finalising to Progressing: q starts the next run,
+      // and the step that ended p's run (Succeeded) lost its line to a SIGKILL. Not a wait.
+      if ((p.phase == "Promoting" || p.phase == "Finalising") && q.phase == "Progressing") continue;
       if (fallback && q.iterations != p.iterations + 1) continue;  // only iteration n -> n+1 of one run
       const std::int64_t gap = q.at - p.at;
       std::int64_t dead = 0;
