@@ -200,6 +200,24 @@ class decider {
     if (!due_) return;
     d_.step_taken = true;
 
+    // [fix] A target that runs no pods has nothing to analyse, though Flagger's readiness calls
+    // it ready (0 of 0 replicas available). During a run canaryd scales the target to zero only
+    // on the way out (a rollback, a skipped analysis's promotion), just before the status write
+    // that ends the run. When that write did not land (SIGKILL, a 5xx) the status still says
+    // Progressing, and advancing it would promote a release whose pods never even ran (issue 11:
+    // a never-ready release promoted after a kill). Scale the target up again and wait for it,
+    // so the run ends as its pods deserve; the same if someone else scaled it to zero. A run at
+    // its failed-checks threshold needs no pods to be rolled back: it goes on to the rollback.
+    if (obs_.target_scaled_to_zero && is_one_of(st_.phase, {phase::progressing, phase::waiting_promotion}) &&
+        (skip || st_.failed_checks < c_.analysis_threshold())) {
+      if (c_.spec.autoscaler_ref) act(workload_action::resume_target_scaler);
+      act(workload_action::scale_from_zero);
+      const std::string why =
+          fmt::format("{} not ready: scaled to zero during the analysis, scaling it up again", c_.target_id());
+      if (hold(why)) warn(why);
+      return;
+    }
+
     bool retriable = true;
     std::string not_ready;
     if (obs_.canary.value == readiness::state::waiting) {

@@ -200,6 +200,15 @@ struct runner_access {
       if (auto pe = core::provider_error(dec.value, r.opts_.mesh_provider)) dec.errors.push_back(std::move(*pe));
     }
     const core::canary& c = dec.value;
+    if (dec.ok()) {
+      // The ownership check reads the provider's mesh objects: a provider's first tick waits for
+      // its caches (they start on first use), or it would create objects next to a foreign one.
+      if (auto* m = router_for(r, c)) {
+        const bool synced = co_await m->wait_synced();
+        (void)synced;  // not synced: the reconcile says why
+        if (t.stopped) co_return std::nullopt;
+      }
+    }
     const core::wall_time now = core::wall_clock::now();
     const auto started = std::chrono::steady_clock::now();
     t.target_name = c.spec.target_ref.name;
@@ -249,7 +258,7 @@ struct runner_access {
                                        c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider);
       }
       // Before anything is written: is any of it someone else's?
-      obs.refusal = r.owners_->refusal(c, obs);
+      obs.refusal = r.owners_->refusal(c, obs, mesh ? mesh->existing(c) : decltype(mesh->existing(c)){});
     }
     r.set_interests(t, std::move(interests));
 
@@ -605,7 +614,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       opts_(opts),
       routing_(std::make_unique<router_context>(
           router_context{k.client, k.deployments, k.daemonsets, k.statefulsets, k.services, opts.namespace_,
-                         opts.selector_labels, k.mesh_client, k.mesh_owner_references})),
+                         opts.selector_labels, k.mesh_client, k.mesh_owner_references, {}})),
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),
@@ -629,6 +638,9 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
                                     {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1})) {
   tasks_gauge_.set({}, 0);
   resumed_.add({}, 0);
+  routing_->foreign_owner = [this](const core::canary& c, const std::string& kind, const k8s::object& o) {
+    return owners_->foreign_mesh_object(c, kind, o);
+  };
   events_->on_event([this](const core::canary& c, const core::canary_event& e) {
     if (!stopped_) send_event_webhooks(ex_, c, e, opts_.event_webhook);
   });

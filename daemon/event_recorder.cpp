@@ -4,6 +4,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <fmt/format.h>
@@ -70,8 +73,34 @@ namespace {
 
 using state = event_recorder::state;
 
+// Retries of one Event write (its create, or the patch of its count) that failed in a way
+// worth another try (k8s::is_retryable: a 5xx, a 429 past the client's own retries, no answer):
+// at most `event_tries` tries, `first_retry` doubling in between, and none begun after
+// `retry_deadline` from the first (the client's own deadline bounds each try). client-go's
+// recorder tries 12 times 10 s apart, but only on transport errors (a 5xx is "Server rejected
+// event (will not retry!)"); canaryd also retries 5xx and 429, on a scale of seconds, because the
+// writer is one queue: while it retries, the events behind it wait, in order.
+constexpr int event_tries = 5;
+constexpr std::chrono::milliseconds first_retry{200};
+constexpr std::chrono::seconds retry_deadline{10};
+
+// Sleeps before try `tries` + 1 of a write begun at `began`; false when there is none to make
+// (the tries or the deadline are used up, the error is not worth a retry, the recorder stopped).
+asio::awaitable<bool> retry_after(const std::shared_ptr<state>& st, const k8s::api_error& e, int tries,
+                                  std::chrono::steady_clock::time_point began) {
+  if (st->stopped || tries >= event_tries || !k8s::is_retryable(e)) co_return false;
+  auto delay = first_retry;
+  for (int i = 1; i < tries; ++i) delay *= 2;
+  if (std::chrono::steady_clock::now() + delay > began + retry_deadline) co_return false;
+  asio::steady_timer timer(st->ex, delay);
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_return !st->stopped;
+}
+
 asio::awaitable<void> write(std::shared_ptr<state> st, pending_event p) {
   const std::string& ns = p.namespace_;
+  const auto began = std::chrono::steady_clock::now();
   if (auto it = st->seen_events.find(p.key); it != st->seen_events.end()) {
     // No iterator lives across the co_await: another write or forget() may change the map
     // meanwhile (holding one was a use-after-free, then a double erase, under load).
@@ -81,7 +110,14 @@ asio::awaitable<void> write(std::shared_ptr<state> st, pending_event p) {
     patch["count"] = count;
     patch["lastTimestamp"] = p.timestamp;
     const std::string body = json::serialize(patch);
+    // The count is absolute: a retry of a patch that landed after all writes the same.
     auto r = co_await st->client.patch(resources::events, ns, name, k8s::patch_type::merge, body);
+    int tries = 1;
+    while (!r && co_await retry_after(st, r.error(), tries, began)) {
+      ++tries;
+      log::debug(fmt::format("retrying the update of event {}: {}", name, r.error().what()), {{"canary", p.id}});
+      r = co_await st->client.patch(resources::events, ns, name, k8s::patch_type::merge, body);
+    }
     auto again = st->seen_events.find(p.key);
     const bool same = again != st->seen_events.end() && again->second.name == name;
     if (r) {
@@ -89,7 +125,8 @@ asio::awaitable<void> write(std::shared_ptr<state> st, pending_event p) {
       co_return;
     }
     if (!k8s::is_not_found(r.error())) {
-      log::warn(fmt::format("cannot update event {}: {}", name, r.error().what()), {{"canary", p.id}});
+      log::warn(fmt::format("cannot update event {} after {} tries: {}", name, tries, r.error().what()),
+                {{"canary", p.id}});
       co_return;
     }
     if (same) st->seen_events.erase(again);  // deleted (TTL): write a new one
@@ -117,9 +154,18 @@ asio::awaitable<void> write(std::shared_ptr<state> st, pending_event p) {
   ev["lastTimestamp"] = p.timestamp;
   ev["reportingComponent"] = "flagger";
   const std::string body = json::serialize(ev);
+  // Every try creates the same name: a retry after a create that landed unanswered finds it
+  // (409 AlreadyExists) instead of making a second Event.
   auto r = co_await st->client.create(resources::events, ns, body);
-  if (!r) {
-    log::warn(fmt::format("cannot write event: {}", r.error().what()), {{"canary", p.id}});
+  int tries = 1;
+  while (!r && co_await retry_after(st, r.error(), tries, began)) {
+    ++tries;
+    log::debug(fmt::format("retrying event {}: {}", name, r.error().what()), {{"canary", p.id}});
+    r = co_await st->client.create(resources::events, ns, body);
+  }
+  const bool landed_before = !r && tries > 1 && k8s::is_already_exists(r.error());
+  if (!r && !landed_before) {
+    log::warn(fmt::format("cannot write event after {} tries: {}", tries, r.error().what()), {{"canary", p.id}});
     co_return;
   }
   st->seen_events[p.key] = state::seen{std::move(name), 1};

@@ -13,7 +13,9 @@
 // costs its own writes only, and an initialisation storm of thousands of canaries does not hold
 // each task on its Events.
 //
-// Thread affinity: the io_context thread. Errors: a failed write is logged, never returned
+// Thread affinity: the io_context thread. Errors: a write that fails with a 5xx, a 429 or no
+// answer is retried in place (at most 5 tries, 200 ms doubling, none begun 10 s after the first;
+// later events wait behind it, in order); a write that still fails is logged, never returned
 // (events are best effort, as in client-go). Lifetime: stop() drops the queue; writes in flight
 // finish on their own (their coroutines share the queue's state); the client must outlive them
 // (the app's drain).

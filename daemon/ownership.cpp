@@ -158,19 +158,22 @@ const ownership::controller& ownership::controller_of(const char* kind, const k8
   return c;
 }
 
-std::string ownership::foreign(const core::canary& c, const char* kind, const k8s::object_ptr& o,
-                               bool any_controller) const {
-  if (!o) return {};
-  const controller& ctl = controller_of(kind, *o);
+std::string ownership::foreign(const core::canary& c, const char* kind, const k8s::object& o, bool any_controller) const {
+  const controller& ctl = controller_of(kind, o);
   if (ctl.kind.empty()) return {};
   if (ctl.kind == "Canary" && ctl.name == c.metadata.name) return {};
   if (!any_controller && ctl.kind != "Canary") return {};
   return fmt::format("refused: {} {}.{} is controlled by {} {}, not by this Canary; canaryd changes only what it "
                      "created or was handed",
-                     kind, o->name(), c.metadata.namespace_, ctl.kind, ctl.name);
+                     kind, o.name(), c.metadata.namespace_, ctl.kind, ctl.name);
 }
 
-std::string ownership::refusal(const core::canary& c, const core::observed_state& obs) const {
+std::string ownership::foreign_mesh_object(const core::canary& c, const std::string& kind, const k8s::object& o) const {
+  return foreign(c, kind.c_str(), o, true);
+}
+
+std::string ownership::refusal(const core::canary& c, const core::observed_state& obs,
+                               const std::vector<std::pair<std::string, k8s::object_ptr>>& mesh_objects) const {
   const std::string& ns = c.metadata.namespace_;
   const std::string self = k8s::object_key(ns, c.metadata.name);
   const auto& ref = c.spec.target_ref;
@@ -226,7 +229,11 @@ std::string ownership::refusal(const core::canary& c, const core::observed_state
     auto why = foreign(c, is_cm ? "ConfigMap" : "Secret", (is_cm ? k_.configmaps : k_.secrets).get(ns, copy), true);
     if (!why.empty()) return why;
   }
-  // 4. The apex may be the user's Service, never another Canary's.
+  // 4. The mesh objects canaryd creates for this Canary are this Canary's (or nobody's).
+  for (const auto& [kind, o] : mesh_objects) {
+    if (auto why = foreign(c, kind.c_str(), o, true); !why.empty()) return why;
+  }
+  // 5. The apex may be the user's Service, never another Canary's.
   if (auto why = foreign(c, "Service", k_.services.get(ns, apex), false); !why.empty()) return why;
   return {};
 }

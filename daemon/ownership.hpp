@@ -13,7 +13,9 @@
 //      and Secrets: when they exist, their controller (metadata.ownerReferences[controller])
 //      must be this Canary, or none (an object without a controller is taken over, as Flagger
 //      does).
-//   4. The apex Service may be the user's (Flagger takes it over by design) but not one
+//   4. The provider's mesh objects (Istio VirtualService and DestinationRules, Gateway API
+//      HTTPRoute): when they exist, controlled by this Canary or by nothing, as in rule 3.
+//   5. The apex Service may be the user's (Flagger takes it over by design) but not one
 //      controlled by another Canary.
 //
 // Reads only the caches; the ownerReferences of an object are parsed once per resourceVersion.
@@ -24,6 +26,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/canary.hpp"
@@ -45,7 +48,12 @@ class ownership {
 
   // "" when `c` may act; else why not, naming the object and its owner. `obs` is the tick's
   // observation (its tracked_configs name the configs whose -primary copies are checked).
-  std::string refusal(const core::canary& c, const core::observed_state& obs) const;
+  // `mesh_objects`: the provider's objects that exist (mesh_router::existing), with their kinds.
+  std::string refusal(const core::canary& c, const core::observed_state& obs,
+                      const std::vector<std::pair<std::string, k8s::object_ptr>>& mesh_objects = {}) const;
+
+  // Rule 4 for one object of `kind`, as the mesh router asks right before it updates it.
+  std::string foreign_mesh_object(const core::canary& c, const std::string& kind, const k8s::object& o) const;
 
  private:
   struct claim {
@@ -64,7 +72,10 @@ class ownership {
   std::string older_claimant(const std::string& index_key, const std::string& self) const;
   const controller& controller_of(const char* kind, const k8s::object& o) const;
   // The refusal for an object that must be controlled by `c` or by nothing.
-  std::string foreign(const core::canary& c, const char* kind, const k8s::object_ptr& o, bool any_controller) const;
+  std::string foreign(const core::canary& c, const char* kind, const k8s::object_ptr& o, bool any_controller) const {
+    return o ? foreign(c, kind, *o, any_controller) : std::string();
+  }
+  std::string foreign(const core::canary& c, const char* kind, const k8s::object& o, bool any_controller) const;
 
   cluster& k_;
   std::map<std::string, claim, std::less<>> claims_;                  // canary key -> claim

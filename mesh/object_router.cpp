@@ -70,6 +70,21 @@ class object_router final : public mesh_router {
     co_return action_result{};
   }
 
+  asio::awaitable<bool> wait_synced() override {
+    const bool ok = co_await synced();
+    co_return ok;
+  }
+
+  std::vector<std::pair<std::string, k8s::object_ptr>> existing(const core::canary& c) const override {
+    std::vector<std::pair<std::string, k8s::object_ptr>> out;
+    for (const auto& o : rules_->objects(c)) {
+      auto& cache = cache_of(o.kind);
+      if (!cache.synced()) continue;
+      if (auto obj = cache.get(c.metadata.namespace_, o.name)) out.emplace_back(o.kind.kind, std::move(obj));
+    }
+    return out;
+  }
+
   void observe(const core::canary& c, core::observed_state& obs) const override {
     auto routes = routes_object(c);
     const std::string& ns = c.metadata.namespace_;
@@ -225,6 +240,11 @@ class object_router final : public mesh_router {
       auto body = update_body(current);
       if (!body) co_return fail(body.error());
       if (!*body) co_return action_result{};
+      if (k_.foreign_owner) {
+        if (auto parsed = k8s::object::parse(current)) {
+          if (auto why = k_.foreign_owner(c, o.kind.kind, *parsed); !why.empty()) co_return fail(why);
+        }
+      }
       auto u = co_await client_.update(res, ns, o.name, **body);
       if (u) {
         log::info(fmt::format("{} {}.{} updated", o.kind.kind, o.name, ns), {{"canary", c.id()}});

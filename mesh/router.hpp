@@ -12,9 +12,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/canary.hpp"
@@ -54,6 +56,12 @@ struct router_context {
   bool owner_references_for(const core::route_provider& rules) const {
     return !rules.on_mesh_cluster() || !mesh_client || mesh_owner_references;
   }
+
+  // Ownership (docs/ownership.md): "" when `object` (of `kind`, e.g. "VirtualService") may be
+  // written for the Canary, else why not. Asked right before a mesh object is updated, which
+  // covers a first tick whose refusal check ran before the provider's caches had synced. Unset:
+  // no check.
+  std::function<std::string(const core::canary&, const std::string& kind, const k8s::object& object)> foreign_owner;
 };
 
 // The Kubernetes Services: initialize_services, reconcile_apex, finalize (revertOnDeletion).
@@ -78,6 +86,15 @@ class mesh_router {
   // The routes, and the session affinity cookies they carry (istio and Gateway API).
   virtual boost::asio::awaitable<action_result> set_routes(const core::canary& c, core::set_routes r) = 0;
   virtual boost::asio::awaitable<action_result> finalize(const core::canary& c) = 0;
+  // The provider's objects for `c` that exist in its caches, with their kinds ("VirtualService",
+  // "DestinationRule", "HTTPRoute"): what the ownership check reads before a tick writes anything.
+  virtual std::vector<std::pair<std::string, k8s::object_ptr>> existing(const core::canary& c) const {
+    (void)c;
+    return {};
+  }
+  // Waits (at most 10 s) until the provider's caches have their first list, so that existing()
+  // sees every object; false when they did not sync (e.g. the provider's CRDs are missing).
+  virtual boost::asio::awaitable<bool> wait_synced() { co_return true; }
   // Shutdown: stops whatever the router runs in the background (its caches). Idempotent.
   virtual void stop() {}
 };

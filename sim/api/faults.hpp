@@ -17,6 +17,13 @@ struct fault_settings {
   // Only requests whose User-Agent contains this are affected ("" = every request), so a test
   // can disturb canaryd while its own kubectl calls go through.
   std::string user_agent;
+  // Only requests whose path contains this ("" = every path) and whose method is this ("" =
+  // every method), e.g. "/events" and "POST": a test can fail one kind of write.
+  std::string path_contains;
+  std::string method;
+  // The next N requests that match are answered 500 InternalError, before the rates apply: a
+  // deterministic count of failures (each consumes one).
+  long long fail_next = 0;
   // The simulated controllers stand still while true (the world's controllers check it).
   bool pause_controllers = false;
 };

@@ -395,10 +395,11 @@ class api_impl final : public api_server {
         rec.user = *user;
         if (target.path.starts_with("/kubesim/")) {
           res = admin(req, target, rec);
-        } else if (auto f = inject_fault(target.path, user_agent)) {
+        } else if (auto f = inject_fault(req.method, target.path, user_agent)) {
           res = std::move(*f);
         } else {
-          delay = faults_.latency.count() > 0 && faults_applies(user_agent) && !health_path(target.path);
+          delay = faults_.latency.count() > 0 && faults_applies(req.method, target.path, user_agent) &&
+                  !health_path(target.path);
           if (!delay) res = dispatch(req, target, rec, watch);
         }
       }
@@ -456,12 +457,18 @@ class api_impl final : public api_server {
     return std::nullopt;
   }
 
-  bool faults_applies(std::string_view user_agent) const {
-    return faults_.user_agent.empty() || user_agent.find(faults_.user_agent) != std::string_view::npos;
+  bool faults_applies(std::string_view method, std::string_view path, std::string_view user_agent) const {
+    return (faults_.user_agent.empty() || user_agent.find(faults_.user_agent) != std::string_view::npos) &&
+           (faults_.path_contains.empty() || path.find(faults_.path_contains) != std::string_view::npos) &&
+           (faults_.method.empty() || method == faults_.method);
   }
 
-  std::optional<http::response> inject_fault(std::string_view path, std::string_view user_agent) {
-    if (health_path(path) || !faults_applies(user_agent)) return std::nullopt;
+  std::optional<http::response> inject_fault(std::string_view method, std::string_view path, std::string_view user_agent) {
+    if (health_path(path) || !faults_applies(method, path, user_agent)) return std::nullopt;
+    if (faults_.fail_next > 0) {
+      --faults_.fail_next;
+      return error_response(internal("kubesim: injected fault"));
+    }
     if (faults_.error_rate <= 0 && faults_.throttle_rate <= 0) return std::nullopt;
     double u = std::uniform_real_distribution<double>(0, 1)(rng_);
     if (u < faults_.error_rate) return error_response(internal("kubesim: injected fault"));
@@ -517,6 +524,9 @@ class api_impl final : public api_server {
                         {"retry_after_seconds", faults_.retry_after_seconds},
                         {"latency_ms", faults_.latency.count()},
                         {"user_agent", faults_.user_agent},
+                        {"path_contains", faults_.path_contains},
+                        {"method", faults_.method},
+                        {"fail_next", faults_.fail_next},
                         {"pause_controllers", faults_.pause_controllers},
                         {"watches_open", sessions_.size()}};
   }
@@ -556,9 +566,14 @@ class api_impl final : public api_server {
           auto n = number(v);
           if (!n || *n < 0 || *n > 600'000) return error_response(bad_request_error("latency_ms must be in [0, 600000]"));
           next.latency = std::chrono::milliseconds(static_cast<std::int64_t>(*n));
-        } else if (key == "user_agent") {
-          if (!v.is_string()) return error_response(bad_request_error("user_agent must be a string"));
-          next.user_agent = std::string(v.get_string());
+        } else if (key == "user_agent" || key == "path_contains" || key == "method") {
+          if (!v.is_string()) return error_response(bad_request_error(fmt::format("{} must be a string", key)));
+          (key == "user_agent" ? next.user_agent : key == "method" ? next.method : next.path_contains) =
+              std::string(v.get_string());
+        } else if (key == "fail_next") {
+          auto n = number(v);
+          if (!n || *n < 0) return error_response(bad_request_error("fail_next must be a non-negative number"));
+          next.fail_next = static_cast<long long>(*n);
         } else if (key == "pause_controllers" || key == "drop_watches" || key == "compact") {
           if (!v.is_bool()) return error_response(bad_request_error(fmt::format("{} must be a boolean", key)));
           if (key == "pause_controllers") next.pause_controllers = v.get_bool();

@@ -27,16 +27,7 @@ void start_run(world& w) {
   w.make_canary_ready();
 }
 
-// What a restarted daemon reads: the status as written to the API server and decoded again, and
-// no memory of the last step.
-void restart(world& w) {
-  std::string json = fixture_canary_json();
-  json.insert(json.size() - 1, R"(,"status": )" + encode_status(w.cd.status));
-  const auto finalizers = w.cd.metadata.finalizers;
-  w.cd = must_decode(json);
-  w.cd.metadata.finalizers = finalizers;
-  w.last_step.reset();
-}
+void restart(world& w) { w.restart(fixture_canary_json()); }
 
 std::size_t index_of_first(const decision& d, auto pred) {
   auto it = std::find_if(d.steps.begin(), d.steps.end(), pred);

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/canary.hpp"
@@ -178,6 +179,50 @@ class world {
     }
     FAIL("decide() kept asking for input");
     return {};
+  }
+
+  // A tick whose daemon dies (SIGKILL) or whose status write fails after the cluster actions
+  // before that write were applied: those actions happen, the write and everything after it do
+  // not, and neither do the reports before it (the daemon delivers reports only after the write
+  // they follow landed). Returns the decision that was cut short.
+  decision tick_cut_before_write() {
+    observed_state obs = observe();
+    for (rounds = 1; rounds <= 10; ++rounds) {
+      decision d = decide(cd, errors, obs, options, {now, last_step});
+      if (d.need_webhooks) {
+        obs.webhook_results[d.need_webhooks->type] = call_hooks(*d.need_webhooks);
+        continue;
+      }
+      if (d.need_metrics) {
+        std::vector<metric_observation> answers;
+        for (const auto& q : d.need_metrics->queries) answers.push_back(metric(q));
+        obs.metric_results = answers;
+        continue;
+      }
+      decision cut;
+      for (const auto& s : d.steps) {
+        if (std::holds_alternative<write_status>(s)) break;
+        if (std::holds_alternative<record_event>(s) || std::holds_alternative<send_alert>(s) ||
+            std::holds_alternative<call_webhooks>(s))
+          continue;
+        cut.steps.push_back(s);
+      }
+      apply(cut);
+      return d;
+    }
+    FAIL("decide() kept asking for input");
+    return {};
+  }
+
+  // What a restarted daemon reads: the status as written to the API server and decoded again
+  // from the canary's JSON (`canary_json`, without a status), and no memory of the last step.
+  void restart(const std::string& canary_json) {
+    std::string json = canary_json;
+    json.insert(json.size() - 1, R"(,"status": )" + encode_status(cd.status));
+    const auto finalizers = cd.metadata.finalizers;
+    cd = must_decode(json);
+    cd.metadata.finalizers = finalizers;
+    last_step.reset();
   }
 
   // The next interval's tick, as Flagger's ticker would run it.

@@ -262,3 +262,77 @@ TEST_CASE("run-time failures put the reason into the Promoted condition; alert f
   CHECK_MESSAGE(contains(c.message, "127.0.0.1:" + std::to_string(closed)), c.message);
   CHECK(has_event(canary_events(sim, "podinfo"), "Warning", "waiting for approval gate: no answer"));
 }
+
+TEST_CASE("a mesh object controlled by something else is refused like a foreign -primary Service; nothing is touched") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  REQUIRE(install_published_crds(sim, "istio"));
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio"});
+  sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, podinfo_yaml());
+  REQUIRE(eventually([&] { return ready_replicas(sim, "podinfo") >= 1; }, 20s));
+  // The VirtualService podinfo belongs to another controller (here a ConfigMap stands in for,
+  // say, an Argo CD Application: an owner that exists, so no garbage collector removes it).
+  sim.kubectl_ok({"-n", "demo", "create", "configmap", "other-controller"});
+  const std::string owner_uid = str_at(get_json(sim, {"configmap", "other-controller"}), {"metadata", "uid"});
+  REQUIRE(!owner_uid.empty());
+  sim.kubectl_ok({"apply", "-f", "-"}, R"(apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: podinfo
+  namespace: demo
+  ownerReferences:
+  - apiVersion: v1
+    kind: ConfigMap
+    name: other-controller
+    uid: )" + owner_uid + R"(
+    controller: true
+spec:
+  hosts:
+  - podinfo
+  http:
+  - route:
+    - destination:
+        host: someone-else
+)");
+  const std::string vs_before = fingerprint(get_json(sim, {"virtualservice", "podinfo"}));
+  const std::string target_before = fingerprint(get_json(sim, {"deployment", "podinfo"}));
+  REQUIRE(vs_before != "<missing>");
+
+  sim.kubectl_ok({"apply", "-f", "-"}, R"(apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: demo
+spec:
+  provider: istio
+  revertOnDeletion: true
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    threshold: 2
+    iterations: 3
+)");
+  const condition c = wait_condition(sim, "podinfo", [](const condition& c) { return c.status == "False"; });
+  INFO("events: " << dump(canary_events(sim, "podinfo")));
+  CHECK(c.reason == "Refused");
+  CHECK_MESSAGE(contains(c.message, "VirtualService podinfo.demo is controlled by ConfigMap other-controller"), c.message);
+  CHECK(has_event(canary_events(sim, "podinfo"), "Warning", "VirtualService podinfo.demo is controlled by ConfigMap"));
+  std::this_thread::sleep_for(3s);
+  // Nothing created, scaled or re-pointed.
+  CHECK(fingerprint(get_json(sim, {"virtualservice", "podinfo"})) == vs_before);
+  CHECK(fingerprint(get_json(sim, {"deployment", "podinfo"})) == target_before);
+  CHECK(get_json(sim, {"deployment", "podinfo-primary"}).is_null());
+  for (std::string svc : {"podinfo-primary", "podinfo-canary"}) CHECK(get_json(sim, {"service", svc}).is_null());
+  for (std::string dr : {"podinfo-primary", "podinfo-canary"}) CHECK(get_json(sim, {"destinationrule", dr}).is_null());
+
+  // Deleting it (revertOnDeletion) reverts nothing either.
+  delete_canary(sim, "podinfo");
+  std::this_thread::sleep_for(2s);
+  CHECK(fingerprint(get_json(sim, {"virtualservice", "podinfo"})) == vs_before);
+  CHECK(fingerprint(get_json(sim, {"deployment", "podinfo"})) == target_before);
+}

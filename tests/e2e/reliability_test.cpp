@@ -29,6 +29,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "tests/e2e/harness.hpp"
 #include "tests/support/kubesim.hpp"
@@ -367,6 +368,9 @@ pacing_report measure_pacing(const std::vector<json::object>& lines, std::int64_
       const auto& p = list[k - 1];
       const auto& q = list[k];
       if (!in_run.contains(p.phase)) continue;  // q starts a run (or initializes): a reaction, not paced
+      // A run never goes back from Promoting or Finalising to Progressing: q starts the next run,
+      // and the step that ended p's run (Succeeded) lost its line to a SIGKILL. Not a wait.
+      if ((p.phase == "Promoting" || p.phase == "Finalising") && q.phase == "Progressing") continue;
       if (fallback && q.iterations != p.iterations + 1) continue;  // only iteration n -> n+1 of one run
       const std::int64_t gap = q.at - p.at;
       std::int64_t dead = 0;
@@ -651,4 +655,141 @@ TEST_CASE("under 10% 500s, 10% 429s, 100 ms latency and watch cuts every 3 s rol
                          << " ms");
   CHECK(per_step <= 1.0);
   CHECK(pacing.min_gap >= interval.count());
+}
+
+namespace {
+
+// The Canary Events of `app`, oldest first (kubesim's resourceVersions grow with every write):
+// (message, count) pairs.
+std::vector<std::pair<std::string, std::int64_t>> events_in_order(const kubesim_instance& sim, const std::string& app) {
+  std::vector<std::tuple<std::int64_t, std::string, std::int64_t>> rows;
+  auto v = get_json(sim, {"events"});
+  if (v.is_null()) return {};
+  for (const auto& e : v.at("items").as_array()) {
+    if (str_at(e, {"involvedObject", "kind"}) != "Canary" || str_at(e, {"involvedObject", "name"}) != app) continue;
+    const std::string rv = str_at(e, {"metadata", "resourceVersion"});
+    rows.emplace_back(rv.empty() ? 0 : std::stoll(rv), str_at(e, {"message"}), e.at("count").to_number<std::int64_t>());
+  }
+  std::sort(rows.begin(), rows.end());
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (auto& [_, m, n] : rows) out.emplace_back(std::move(m), n);
+  return out;
+}
+
+// The run's step Events of a good release of app0, in the order canaryd records them.
+std::vector<std::string> good_run_events() {
+  return {"New revision detected! Scaling up app0.demo", "Advance app0.demo canary iteration 1/3",
+          "Advance app0.demo canary iteration 2/3", "Advance app0.demo canary iteration 3/3",
+          "Copying app0.demo template spec to app0-primary.demo", "Promotion completed! Scaling down app0.demo"};
+}
+
+// Whether `want` appear in `events`, in this order, each with count n (Events aggregate by message).
+std::string check_run_events(const std::vector<std::pair<std::string, std::int64_t>>& events,
+                             const std::vector<std::string>& want, std::int64_t n) {
+  std::size_t at = 0;
+  std::string problems;
+  for (const auto& w : want) {
+    std::int64_t count = 0;
+    std::size_t first = events.size();
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (events[i].first != w) continue;
+      count += events[i].second;
+      first = std::min(first, i);
+    }
+    if (count != n) problems += "\"" + w + "\" counted " + std::to_string(count) + ", not " + std::to_string(n) + "\n";
+    if (first < events.size()) {
+      if (first < at) problems += "\"" + w + "\" out of order\n";
+      at = first;
+    }
+  }
+  return problems;
+}
+
+}  // namespace
+
+TEST_CASE("Event writes answered 500 are retried in order, a few times, without holding the canary back") {
+  fleet f(1);
+  const std::string api = f.sim.api_url();
+  auto faults = [&](const std::string& body) {
+    auto r = http_call("POST", api + "/kubesim/faults", body);
+    REQUIRE_MESSAGE((r && r->status == 200), "POST /kubesim/faults " << body << ": " << (r ? r->body : "no answer"));
+    return json::parse(r->body);
+  };
+  auto fault_state = [&]() { return json::parse(http_call("GET", api + "/kubesim/faults")->body); };
+  auto none = [](int) { return false; };
+
+  // The next three Event creates of canaryd get a 500: the first of the run's Events is tried
+  // four times, and those behind it wait for it.
+  faults(R"({"user_agent":"canaryd","path_contains":"/events","method":"POST","fail_next":3})");
+  auto first = f.round("6.3.1", none, {});
+  check_outcomes(first, {});
+  CHECK(fault_state().at("fail_next").to_number<std::int64_t>() == 0);  // all three were Event creates of canaryd
+  std::string problems;
+  const bool written = eventually(
+      [&] {
+        problems = check_run_events(events_in_order(f.sim, "app0"), good_run_events(), 1);
+        return problems.empty();
+      },
+      20s);
+  CHECK_MESSAGE(written, problems);
+
+  // Every Event write fails (creates and the count patches of repeats): each is tried a
+  // bounded number of times, and the canary goes on at its own pace.
+  REQUIRE(http_call("DELETE", api + "/kubesim/stats"));
+  faults(R"({"method":"","error_rate":1})");
+  const std::size_t lines_before = f.canaryd.lines().size();
+  auto second = f.round("6.3.2", none, {});
+  check_outcomes(second, {});
+  const auto baseline = first[0].finished_ms - first[0].released_ms;
+  const auto blocked = second[0].finished_ms - second[0].released_ms;
+  INFO("fault-free run " << baseline << " ms, with every Event write failing " << blocked << " ms");
+  CHECK(blocked <= baseline + 3000);
+  // The writer works through what was recorded meanwhile, one Event's tries after another: wait
+  // until no 500 came for 4 s.
+  auto failed_writes = [&]() -> std::int64_t {
+    auto stats = json::parse(http_call("GET", api + "/kubesim/stats")->body);
+    const auto& codes = stats.at("by_code").as_object();
+    return codes.contains("500") ? codes.at("500").to_number<std::int64_t>() : 0;
+  };
+  std::int64_t failed = failed_writes();
+  for (int quiet = 0; quiet < 8;) {
+    std::this_thread::sleep_for(500ms);
+    const auto now = failed_writes();
+    quiet = now == failed ? quiet + 1 : 0;
+    failed = now;
+  }
+  faults(R"({"error_rate":0,"path_contains":"","method":"","user_agent":""})");
+  // Each Event given up logs its tries: together they are every 500 kubesim answered.
+  std::int64_t given_up = 0, tries = 0, most = 0;
+  const auto lines = f.canaryd.lines();
+  for (std::size_t k = lines_before; k < lines.size(); ++k) {
+    const std::string msg = field(lines[k], "msg");
+    if (!msg.starts_with("cannot write event after ") && !msg.starts_with("cannot update event ")) continue;
+    const auto at = msg.find(" after ");
+    REQUIRE(at != std::string::npos);
+    const std::int64_t n = std::atoll(msg.c_str() + at + 7);
+    ++given_up;
+    tries += n;
+    most = std::max(most, n);
+  }
+  MESSAGE("a total Event outage during a run: " << given_up << " Events given up after " << tries
+                                                << " tries in all (at most " << most << " each); kubesim answered "
+                                                << failed << " 500s");
+  CHECK(given_up >= static_cast<std::int64_t>(good_run_events().size()));
+  CHECK(most <= 5);
+  CHECK(tries == failed);
+
+  // Once Event writes work again, the next run's Events are all there, once each, in order.
+  auto third = f.round("6.3.3", none, {});
+  check_outcomes(third, {});
+  const bool later = eventually(
+      [&] {
+        auto evs = events_in_order(f.sim, "app0");
+        problems = check_run_events(evs, {"Advance app0.demo canary iteration 1/3"}, 2);
+        problems += check_run_events(evs, {"Promotion completed! Scaling down app0.demo"}, 2);
+        return problems.empty();
+      },
+      30s);
+  CHECK_MESSAGE(later, problems);
+  f.canaryd.stop();
 }
