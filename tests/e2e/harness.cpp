@@ -81,6 +81,11 @@ const char* collection_of(const std::string& resource) {
       {"pods", "/api/v1/namespaces/demo/pods"},
       {"event", "/api/v1/namespaces/demo/events"},
       {"events", "/api/v1/namespaces/demo/events"},
+      // Istio's published CRDs serve v1 first, the version kubectl reads.
+      {"virtualservice", "/apis/networking.istio.io/v1/namespaces/demo/virtualservices"},
+      {"virtualservices", "/apis/networking.istio.io/v1/namespaces/demo/virtualservices"},
+      {"destinationrule", "/apis/networking.istio.io/v1/namespaces/demo/destinationrules"},
+      {"destinationrules", "/apis/networking.istio.io/v1/namespaces/demo/destinationrules"},
   };
   auto it = paths.find(resource);
   return it == paths.end() ? nullptr : it->second;
