@@ -75,6 +75,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bool served = false, asked = false;
   asio::co_spawn(f.ioc, answer(f.acceptor, std::string(reinterpret_cast<const char*>(data), size), served), asio::detached);
   asio::co_spawn(f.ioc, ask(*f.client, asked), asio::detached);
-  while (!served || !asked) f.ioc.run_one();
+  while (!asked) f.ioc.run_one();
+  // The client has its answer or gave up (2 s). If it never connected for this input (it may
+  // still hold a connection from an earlier one), the accept would wait forever: cancel it.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!served && std::chrono::steady_clock::now() < give_up) f.ioc.run_one_for(std::chrono::milliseconds(50));
+  if (!served) {
+    boost::system::error_code ec;
+    f.acceptor.cancel(ec);
+    while (!served) f.ioc.run_one();
+  }
   return 0;
 }

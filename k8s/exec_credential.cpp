@@ -137,6 +137,14 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
   tm.tm_min = min;
   tm.tm_sec = sec;
   std::time_t t = ::timegm(&tm);
+  // system_clock counts nanoseconds in 64 bits, from 1677 to 2262: a timestamp outside (a plugin's
+  // "never expires" as year 9999, found by fuzz/exec_credential) is the first or last instant it
+  // can hold instead of a signed overflow in from_time_t.
+  using sys = std::chrono::system_clock;
+  // Less a week: room for any ±HH:MM offset and fraction added below.
+  constexpr auto limit = std::chrono::duration_cast<std::chrono::seconds>(sys::duration::max()).count() - 604'800;
+  if (t > limit) return sys::time_point::max();
+  if (t < -limit) return sys::time_point::min();
   auto tp = std::chrono::system_clock::from_time_t(t) - std::chrono::minutes(offset_min);
   return tp + std::chrono::duration_cast<std::chrono::system_clock::duration>(frac);
 }

@@ -40,7 +40,7 @@ level current_level() noexcept { return g_level; }
 void set_sink(std::FILE* f) noexcept { g_sink = f; }
 bool enabled(level l) noexcept { return l >= g_level.load(std::memory_order_relaxed); }
 
-std::string short_caller(const std::source_location& where) {
+std::string short_caller(const loc& where) {
   std::string_view file = where.file_name();
   // Keep "dir/file.cpp": cut before the second-to-last '/'.
   if (auto last = file.rfind('/'); last != std::string_view::npos && last > 0) {
@@ -49,7 +49,7 @@ std::string short_caller(const std::source_location& where) {
   return fmt::format("{}:{}", file, where.line());
 }
 
-void write(level l, std::string_view msg, std::initializer_list<field> fields, const std::source_location& where) {
+void write(level l, std::string_view msg, std::initializer_list<field> fields, const loc& where) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);

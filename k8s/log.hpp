@@ -7,11 +7,42 @@
 #include <cstdio>
 #include <string>
 #include <initializer_list>
-#include <source_location>
 #include <string_view>
 #include <variant>
+#include <version>
+#if defined(__cpp_lib_source_location)
+#include <source_location>
+#endif
 
 namespace canaryd::log {
+
+// The call site of a log line. std::source_location where the library has it; clang 14 with
+// libstdc++ 12 (the fuzz build) lacks the __builtin_source_location it needs, so there the same
+// interface is made from the builtins clang and GCC have had for long.
+#if defined(__cpp_lib_source_location)
+using loc = std::source_location;
+#else
+class loc {
+ public:
+  static constexpr loc current(const char* file = __builtin_FILE(), const char* function = __builtin_FUNCTION(),
+                               unsigned line = __builtin_LINE()) noexcept {
+    loc l;
+    l.file_ = file;
+    l.function_ = function;
+    l.line_ = line;
+    return l;
+  }
+  constexpr const char* file_name() const noexcept { return file_; }
+  constexpr const char* function_name() const noexcept { return function_; }
+  constexpr std::uint_least32_t line() const noexcept { return line_; }
+  constexpr std::uint_least32_t column() const noexcept { return 0; }
+
+ private:
+  const char* file_ = "";
+  const char* function_ = "";
+  std::uint_least32_t line_ = 0;
+};
+#endif
 
 enum class level { debug = 0, info, warn, error };
 
@@ -38,12 +69,11 @@ struct field {
 // `where` becomes zap's short `caller` field: the source file's directory and name, and the
 // line ("daemon/canary_runner.cpp:120"), taken at the call site by the defaults below.
 void write(level l, std::string_view msg, std::initializer_list<field> fields = {},
-           const std::source_location& where = std::source_location::current());
+           const loc& where = loc::current());
 
 // The short caller of a source location: the last directory and the file name, with the line.
-std::string short_caller(const std::source_location& where);
+std::string short_caller(const loc& where);
 
-using loc = std::source_location;
 inline void debug(std::string_view m, std::initializer_list<field> f = {}, const loc& w = loc::current()) {
   if (enabled(level::debug)) write(level::debug, m, f, w);
 }

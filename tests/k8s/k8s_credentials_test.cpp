@@ -138,6 +138,20 @@ TEST_CASE("RFC 3339 timestamps with fractions and offsets") {
   CHECK_FALSE(k8s::parse_rfc3339("1970-01-01T00:00:00Zjunk").has_value());
 }
 
+TEST_CASE("RFC 3339 timestamps outside system_clock's range read as its first or last instant, without overflow") {
+  using std::chrono::system_clock;
+  // fuzz/exec_credential/corpus/crash-expiry-year-6388: a signed overflow in from_time_t before.
+  auto late = k8s::parse_rfc3339("6388-05-01T10:00:00.123+02:00");
+  REQUIRE(late.has_value());
+  CHECK(*late == system_clock::time_point::max());
+  auto early = k8s::parse_rfc3339("0100-01-01T00:00:00-99:59");
+  REQUIRE(early.has_value());
+  CHECK(*early == system_clock::time_point::min());
+  auto inside = k8s::parse_rfc3339("2200-01-01T00:00:00Z");
+  REQUIRE(inside.has_value());
+  CHECK(system_clock::to_time_t(*inside) == 7258118400);
+}
+
 TEST_CASE("KUBERNETES_EXEC_INFO carries the cluster only with provideClusterInfo") {
   k8s::cluster_config c;
   c.server = "https://10.0.0.1:6443";

@@ -205,15 +205,24 @@ spec:
           - {name: Set-Cookie, value: "flagger-cookie=vtzyzmpwzd; Max-Age=86400"}
 )";
 
-const std::string canary_pods = "kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
-const std::string primary_pods =
-    "kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-primary-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (std::size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) text.replace(at, from.size(), to);
+  return text;
+}
+
+// The pods of each workload in namespace `ns`, as the HTTP observer selects them.
+std::string canary_pods(const std::string& ns) {
+  return "kubernetes_namespace=\"" + ns + "\",kubernetes_pod_name=~\"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
+}
+std::string primary_pods(const std::string& ns) {
+  return "kubernetes_namespace=\"" + ns + "\",kubernetes_pod_name=~\"podinfo-primary-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"";
+}
 
 double rate_of(const std::string& prom, const std::string& sel, const std::string& window) {
   return prom_query(prom, "sum(rate(http_request_duration_seconds_count{" + sel + "}[" + window + "]))")[""];
 }
 
-// Waits until the route's change has been scraped, then lets `window` of steady traffic pass.
+// Waits until the routes' changes have been scraped, then lets `window` of steady traffic pass.
 void settle(std::chrono::seconds window) { std::this_thread::sleep_for(window + 3s); }
 
 }  // namespace
@@ -238,14 +247,28 @@ TEST_CASE("Gateway API through kubesim --prometheus: 80/20, header-marked A/B, m
     ks.kubectl_ok({"create", "-f", (crd_dir() / ("gateway.networking.k8s.io_" + std::string(kind) + ".yaml")).string()});
   ks.kubectl_ok({"wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
                  "crd/gateways.gateway.networking.k8s.io", "crd/gatewayclasses.gateway.networking.k8s.io", "--timeout=30s"});
-  ks.kubectl_ok({"create", "namespace", "test"});
-  ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, workloads);
-  ks.kubectl_ok({"wait", "-n", "test", "--for=condition=Available", "deployment/podinfo", "deployment/podinfo-primary",
-                 "--timeout=60s"});
+  // One namespace per route (its own Gateway, clients and workloads), so the four routes are
+  // measured side by side in one window instead of one after the other (18 s each).
+  const std::string weighted = "test", ab = "test-ab", mirror = "test-mirror", affinity = "test-affinity";
+  // All of it in one kubectl apply and one wait (a kubectl process is ~1 s on a loaded machine).
+  std::string all;
+  for (const auto& ns : {weighted, ab, mirror, affinity}) {
+    all += "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n---\n";
+    std::string docs = workloads;
+    for (std::size_t at = 0; (at = docs.find("\nmetadata:\n", at)) != std::string::npos;) {
+      at += std::string("\nmetadata:\n").size();
+      docs.insert(at, "  namespace: " + ns + "\n");
+    }
+    all += docs + "\n---\n";
+  }
+  for (const auto& ns : {weighted, ab, mirror, affinity})  // the GatewayClass is cluster-scoped
+    all = replace_all(all, "  namespace: " + ns + "\n  name: kubesim\n", "  name: kubesim\n");
+  ks.kubectl_ok({"apply", "-f", "-"}, all);
+  ks.kubectl_ok({"wait", "-A", "--for=condition=Available", "deployments", "--all", "--timeout=60s"});
 
   // The API server's part: a v1beta1 HTTPRoute is read back as v1, pruned and defaulted.
-  ks.kubectl_ok({"create", "-n", "test", "-f", "-"}, weighted_route);
-  auto stored = json::parse(ks.kubectl_ok({"get", "-n", "test", "httproutes.v1.gateway.networking.k8s.io", "podinfo", "-o", "json"}));
+  ks.kubectl_ok({"create", "-n", weighted, "-f", "-"}, weighted_route);
+  auto stored = json::parse(ks.kubectl_ok({"get", "-n", weighted, "httproutes.v1.gateway.networking.k8s.io", "podinfo", "-o", "json"}));
   CHECK(stored.at("apiVersion") == "gateway.networking.k8s.io/v1");
   const auto& rule = stored.at_pointer("/spec/rules/0").as_object();
   CHECK_FALSE(rule.contains("unknownField"));
@@ -253,64 +276,67 @@ TEST_CASE("Gateway API through kubesim --prometheus: 80/20, header-marked A/B, m
   CHECK(stored.at_pointer("/spec/parentRefs/0/kind") == "Gateway");
   CHECK(stored.at_pointer("/spec/rules/0/backendRefs/0/kind") == "Service");
   CHECK(stored.at_pointer("/spec/rules/0/backendRefs/0/group") == "");
-  auto bad = ks.kubectl({"apply", "-n", "test", "-f", "-"},
+  auto bad = ks.kubectl({"apply", "-n", weighted, "-f", "-"},
                         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\n"
                         "spec:\n  rules:\n  - backendRefs: [{name: podinfo-canary, port: 9898, weight: -1}]\n");
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("spec.rules[0].backendRefs[0].weight") != std::string::npos);
 
-  // 80/20: 16 and 4 requests/s at the pods of each workload, as the HTTP observer reads them.
+  // A/B: the Gateway's clients mark 25 % of their requests with x-canary: insider; those, and
+  // only those, reach the canary.
+  ks.kubectl_ok({"apply", "-n", ab, "-f", "-"}, ab_route);
+  // A rule without matches is defaulted to PathPrefix / (as is a match without a path).
+  CHECK(ks.kubectl_ok({"get", "-n", ab, "httproute", "podinfo", "-o", "jsonpath={.spec.rules[1].matches[0].path}"}) ==
+        R"({"type":"PathPrefix","value":"/"})");
+  CHECK(ks.kubectl_ok({"get", "-n", ab, "httproute", "podinfo", "-o", "jsonpath={.spec.rules[0].matches[0].path.value}"}) == "/");
+  // Mirroring: the primary serves everything; the canary's pods count a copy of every request.
+  ks.kubectl_ok({"apply", "-n", mirror, "-f", "-"}, mirror_route);
+  // Session affinity: clients that send 10 requests each and keep their cookies.
+  ks.kubectl_ok({"annotate", "-n", affinity, "gateway", "public", "kubesim.dev/session-requests=10"});
+  ks.kubectl_ok({"apply", "-n", affinity, "-f", "-"}, affinity_route);
+
+  // Every route's canary pods in Prometheus, then 15 s of steady traffic for all four at once.
   auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (prom_query(prom, "count(http_request_duration_seconds_count{" + canary_pods + "})").empty()) {
-    REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "no canary traffic in Prometheus after 30 s");
-    std::this_thread::sleep_for(500ms);
+  for (const auto& ns : {weighted, ab, mirror, affinity}) {
+    while (prom_query(prom, "count(http_request_duration_seconds_count{" + canary_pods(ns) + "})").empty()) {
+      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "no canary traffic in Prometheus after 30 s in " << ns);
+      std::this_thread::sleep_for(500ms);
+    }
   }
   settle(15s);
-  double primary = rate_of(prom, primary_pods, "15s"), canary = rate_of(prom, canary_pods, "15s");
+
+  // 80/20: 16 and 4 requests/s at the pods of each workload, as the HTTP observer reads them.
+  double primary = rate_of(prom, primary_pods(weighted), "15s"), canary = rate_of(prom, canary_pods(weighted), "15s");
   MESSAGE("80/20: primary pods " << primary << "/s, canary pods " << canary << "/s");
   CHECK(primary == doctest::Approx(16).epsilon(0.05));
   CHECK(canary == doctest::Approx(4).epsilon(0.05));
   // Flagger's builtin request-success-rate and request-duration for gatewayapi:* (the HTTP observer).
-  double success = prom_query(prom, "sum(rate(http_request_duration_seconds_count{" + canary_pods + ",status!~\"5.*\"}[1m])) / "
-                                    "sum(rate(http_request_duration_seconds_count{" + canary_pods + "}[1m])) * 100")[""];
+  double success = prom_query(prom, "sum(rate(http_request_duration_seconds_count{" + canary_pods(weighted) +
+                                        ",status!~\"5.*\"}[1m])) / "
+                                    "sum(rate(http_request_duration_seconds_count{" + canary_pods(weighted) + "}[1m])) * 100")[""];
   MESSAGE("request-success-rate of the canary: " << success << " %");
   CHECK(success == doctest::Approx(50).epsilon(0.05));
-  double p99 = prom_query(prom, "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{" + primary_pods +
+  double p99 = prom_query(prom, "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{" + primary_pods(weighted) +
                                     "}[1m])) by (le))")[""];
   CHECK(p99 * 1000 == doctest::Approx(99.75).epsilon(0.01));
   // Nothing else sends: the backends and the apex Service are silent under --default-rps 0.
-  CHECK(rate_of(prom, "kubernetes_namespace=\"test\"", "15s") == doctest::Approx(20).epsilon(0.05));
+  CHECK(rate_of(prom, "kubernetes_namespace=\"" + weighted + "\"", "15s") == doctest::Approx(20).epsilon(0.05));
 
-  // A/B: the Gateway's clients mark 25 % of their requests with x-canary: insider; those, and
-  // only those, reach the canary.
-  ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, ab_route);
-  // A rule without matches is defaulted to PathPrefix / (as is a match without a path).
-  CHECK(ks.kubectl_ok({"get", "-n", "test", "httproute", "podinfo", "-o", "jsonpath={.spec.rules[1].matches[0].path}"}) ==
-        R"({"type":"PathPrefix","value":"/"})");
-  CHECK(ks.kubectl_ok({"get", "-n", "test", "httproute", "podinfo", "-o", "jsonpath={.spec.rules[0].matches[0].path.value}"}) == "/");
-  settle(12s);
-  primary = rate_of(prom, primary_pods, "10s");
-  canary = rate_of(prom, canary_pods, "10s");
+  primary = rate_of(prom, primary_pods(ab), "10s");
+  canary = rate_of(prom, canary_pods(ab), "10s");
   MESSAGE("A/B: primary pods " << primary << "/s, canary pods " << canary << "/s");
   CHECK(canary == doctest::Approx(5).epsilon(0.05));
   CHECK(primary == doctest::Approx(15).epsilon(0.05));
 
-  // Mirroring: the primary serves everything; the canary's pods count a copy of every request.
-  ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, mirror_route);
-  settle(12s);
-  primary = rate_of(prom, primary_pods, "10s");
-  canary = rate_of(prom, canary_pods, "10s");
+  primary = rate_of(prom, primary_pods(mirror), "10s");
+  canary = rate_of(prom, canary_pods(mirror), "10s");
   MESSAGE("mirror: primary pods " << primary << "/s, canary pods " << canary << "/s");
   CHECK(primary == doctest::Approx(20).epsilon(0.05));
   CHECK(canary == doctest::Approx(20).epsilon(0.05));
 
-  // Session affinity: clients that send 10 requests each and keep their cookies. Request k of a
-  // session reaches the canary with probability 1 - 0.9^(k+1): 41.4 % of 20/s.
-  ks.kubectl_ok({"annotate", "-n", "test", "gateway", "public", "kubesim.dev/session-requests=10"});
-  ks.kubectl_ok({"apply", "-n", "test", "-f", "-"}, affinity_route);
-  settle(12s);
-  primary = rate_of(prom, primary_pods, "10s");
-  canary = rate_of(prom, canary_pods, "10s");
+  // Request k of a session reaches the canary with probability 1 - 0.9^(k+1): 41.4 % of 20/s.
+  primary = rate_of(prom, primary_pods(affinity), "10s");
+  canary = rate_of(prom, canary_pods(affinity), "10s");
   MESSAGE("session affinity: primary pods " << primary << "/s, canary pods " << canary << "/s");
   CHECK(canary == doctest::Approx(8.276).epsilon(0.05));
   CHECK(primary == doctest::Approx(11.724).epsilon(0.05));
