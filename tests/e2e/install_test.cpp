@@ -284,6 +284,31 @@ TEST_CASE("the keys Flagger's chart README documents beyond its values.yaml rend
   CHECK(std::count(command.begin(), command.end(), "-slack-proxy-url=http://b:2") == 0);
 }
 
+// Every (apiGroup, resource, verb) a ClusterRole grants.
+std::set<std::string> grants_of(const boost::json::value& role) {
+  std::set<std::string> out;
+  for (const auto& rule : role.at("rules").as_array())
+    for (const auto& g : rule.at("apiGroups").as_array())
+      for (const auto& r : rule.at("resources").as_array())
+        for (const auto& v : rule.at("verbs").as_array())
+          out.insert(std::string(g.as_string()) + "/" + std::string(r.as_string()) + ":" + std::string(v.as_string()));
+  return out;
+}
+
+TEST_CASE("deploy/chart's ClusterRole grants exactly what deploy/rbac/rbac.yaml grants") {
+  // Two copies of one list: a kind added to one and not the other leaves chart users (or
+  // kubectl users) without permission for a target, provider or metric provider canaryd has.
+  std::ifstream in(source_root() / "deploy" / "rbac" / "rbac.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto plain = grants_of(doc_of_kind(docs_of(yaml), "ClusterRole"));
+  auto chart = grants_of(doc_of_kind(docs_of(render_chart({})), "ClusterRole"));
+  CHECK(plain == chart);
+  for (auto want : {"apps/statefulsets:update", "apps/statefulsets/scale:update", "gateway.networking.k8s.io/httproutes:create",
+                    "keda.sh/scaledobjects:patch", "serving.knative.dev/services:patch", "metrics.keptn.sh/analyses:create",
+                    "external.metrics.k8s.io/*:get"})
+    CHECK_MESSAGE(chart.count(want) == 1, want);
+}
+
 TEST_CASE("deploy/chart with default values renders Flagger's default command, applies, and runs with its probes") {
   auto docs = docs_of(render_chart({"--namespace", "flagger-system"}));
   const auto& dep = doc_of_kind(docs, "Deployment");
