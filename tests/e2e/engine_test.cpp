@@ -195,7 +195,15 @@ TEST_CASE("canaryd killed with SIGKILL mid-run finishes the run after a restart"
       [&] {
         auto c = get_json(sim, {"canary", "podinfo"});
         auto it = str_at(c, {"status", "iterations"});
-        return str_at(c, {"status", "phase"}) == "Progressing" && !it.empty() && std::stoi(it) >= 1;
+        if (str_at(c, {"status", "phase"}) != "Progressing" || it.empty() || std::stoi(it) < 1) return false;
+        // Kill once the iteration's Event has landed too: Events are written from a queue after
+        // the status, and one still queued at a SIGKILL is lost (best effort, as client-go's);
+        // this case counts Events to find repeated iterations, so it must not lose one.
+        auto evs = get_json(sim, {"events", "--field-selector", "involvedObject.name=podinfo"});
+        int advances = 0;
+        for (const auto& e : evs.at("items").as_array())
+          if (str_at(e, {"message"}).find("canary iteration") != std::string::npos) ++advances;
+        return advances == std::stoi(it);
       },
       30s));
   d.proc->signal(SIGKILL);
