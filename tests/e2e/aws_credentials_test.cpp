@@ -90,8 +90,8 @@ event_list promote(const kubesim_instance& sim, const std::string& name, const s
   bool promoted = wait_phase(sim, name, "Succeeded", 40s);
   auto evs = canary_events(sim, name);
   REQUIRE_MESSAGE(promoted, dump(evs));
-  CHECK(!has_event(evs, "Warning", "Error checking metric providers"));
-  CHECK(!has_event(evs, "Warning", "Metric query failed"));
+  CHECK(lacks_event(evs, "Warning", "Error checking metric providers"));
+  CHECK(lacks_event(evs, "Warning", "Metric query failed"));
   d.proc->signal(SIGTERM);
   auto code = d.proc->wait(10s);
   REQUIRE(code);

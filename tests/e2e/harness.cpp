@@ -198,43 +198,35 @@ bool wait_phase(const kubesim_instance& sim, const std::string& canary, const st
 
 namespace {
 
-// One read of the Events about a Canary, and their counts (a repeat raises a count).
-std::pair<event_list, std::vector<std::string>> read_canary_events(const kubesim_instance& sim,
-                                                                   const std::string& canary) {
-  std::pair<event_list, std::vector<std::string>> out;
-  auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=" + canary});
-  if (v.is_null()) return out;
-  for (const auto& e : v.as_object().at("items").as_array()) {
-    if (str_at(e, {"involvedObject", "kind"}) != "Canary") continue;
-    out.first.emplace_back(str_at(e, {"type"}), str_at(e, {"message"}));
-    out.second.push_back(str_at(e, {"count"}));
-  }
-  return out;
+bool in_list(const event_list& evs, const std::string& type, const std::string& text) {
+  for (const auto& [t, m] : evs)
+    if (t == type && m.find(text) != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace
 
-// The messages of the Events about a Canary, in creation order, with their type. canaryd writes
-// Events after the status change they report, from a queue (as client-go's recorder does), so a
-// test that has just seen a phase may read before the Event lands: this reads until two reads
-// 200 ms apart agree (at most 3 s), which a canary between steps always reaches.
 event_list canary_events(const kubesim_instance& sim, const std::string& canary) {
-  auto last = read_canary_events(sim, canary);
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  while (std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto now = read_canary_events(sim, canary);
-    if (now == last) break;
-    last = std::move(now);
+  event_list out;
+  out.sim = &sim;
+  out.canary = canary;
+  auto v = get_json(sim, {"events", "--field-selector", "involvedObject.name=" + canary});
+  if (v.is_null()) return out;
+  for (const auto& e : v.as_object().at("items").as_array()) {
+    if (str_at(e, {"involvedObject", "kind"}) != "Canary") continue;
+    out.emplace_back(str_at(e, {"type"}), str_at(e, {"message"}));
   }
-  return last.first;
+  return out;
 }
 
-bool has_event(const event_list& evs, const std::string& type,
-               const std::string& text) {
-  for (const auto& [t, m] : evs)
-    if (t == type && m.find(text) != std::string::npos) return true;
-  return false;
+bool has_event(const event_list& evs, const std::string& type, const std::string& text) {
+  if (in_list(evs, type, text)) return true;
+  if (!evs.sim) return false;
+  return eventually([&] { return in_list(canary_events(*evs.sim, evs.canary), type, text); }, std::chrono::seconds(30));
+}
+
+bool lacks_event(const event_list& evs, const std::string& type, const std::string& text) {
+  return !in_list(evs, type, text);
 }
 
 std::string dump(const event_list& evs) {

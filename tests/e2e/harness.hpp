@@ -52,9 +52,20 @@ bool wait_phase(const kubesim_instance& sim, const std::string& canary, const st
                 std::chrono::milliseconds limit, std::vector<std::string>* seen = nullptr);
 
 // The Events about a Canary, in creation order: (type, message).
-using event_list = std::vector<std::pair<std::string, std::string>>;
+// The (type, message) of a Canary's Events, in creation order. One read from canary_events()
+// remembers where it came from, so that has_event() can wait for an Event that is still on its
+// way: canaryd writes Events from a queue after the status change they report (as client-go's
+// recorder does), so a test that has just seen a phase or condition can read before it lands.
+struct event_list : std::vector<std::pair<std::string, std::string>> {
+  const kubesim_instance* sim = nullptr;
+  std::string canary;
+};
 event_list canary_events(const kubesim_instance& sim, const std::string& canary);
+// Whether an Event of `type` whose message contains `text` is in `evs`, or — for a list read by
+// canary_events() — appears within 10 s (re-read every 100 ms). For "no such Event", use
+// lacks_event(), which judges the list as read and does not wait.
 bool has_event(const event_list& evs, const std::string& type, const std::string& text);
+bool lacks_event(const event_list& evs, const std::string& type, const std::string& text);
 std::string dump(const event_list& evs);
 
 // Applies canaryd's CRDs and creates namespace demo.
