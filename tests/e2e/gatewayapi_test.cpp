@@ -181,10 +181,15 @@ bool follow_weights(const kubesim_instance& sim, route_watch& watch, const std::
     for (const auto& w : watch.poll())
       if (seen.empty() || seen.back() != w.canary) seen.push_back(w.canary);
   };
+  // The run counts as ended only after its phase was seen to be another: right after a release
+  // the canary may still show the previous run's phase until canaryd sees the new revision.
+  bool left = false;
   bool done = eventually(
       [&] {
         take();
-        return phase_of(sim, "podinfo") == phase;
+        const bool there = phase_of(sim, "podinfo") == phase;
+        if (!there) left = true;
+        return left && there;
       },
       limit);
   take();

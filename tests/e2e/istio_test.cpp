@@ -62,11 +62,17 @@ weights vs_weights(const kubesim_instance& sim) { return weights_of(get_json(sim
 // weight in the order seen.
 bool follow_weights(const kubesim_instance& sim, const std::string& phase, std::chrono::milliseconds limit,
                     std::vector<int>& seen) {
+  // The run counts as ended only after its phase was seen to be another: right after a release
+  // the canary may still show the previous run's phase (Succeeded) until canaryd sees the
+  // new revision, which under a sanitizer can take longer than one poll.
+  bool left = false;
   return eventually(
       [&] {
         weights w = vs_weights(sim);
         if (w.canary >= 0 && (seen.empty() || seen.back() != w.canary)) seen.push_back(w.canary);
-        return phase_of(sim, "podinfo") == phase;
+        const bool there = phase_of(sim, "podinfo") == phase;
+        if (!there) left = true;
+        return left && there;
       },
       limit);
 }
