@@ -222,7 +222,12 @@ event_list canary_events(const kubesim_instance& sim, const std::string& canary)
 bool has_event(const event_list& evs, const std::string& type, const std::string& text) {
   if (in_list(evs, type, text)) return true;
   if (!evs.sim) return false;
-  return eventually([&] { return in_list(canary_events(*evs.sim, evs.canary), type, text); }, std::chrono::seconds(30));
+#ifdef __SANITIZE_ADDRESS__
+  constexpr std::chrono::seconds wait{90};  // canaryd runs about three times slower under ASan
+#else
+  constexpr std::chrono::seconds wait{30};
+#endif
+  return eventually([&] { return in_list(canary_events(*evs.sim, evs.canary), type, text); }, wait);
 }
 
 bool lacks_event(const event_list& evs, const std::string& type, const std::string& text) {

@@ -62,7 +62,7 @@ struct event_list : std::vector<std::pair<std::string, std::string>> {
 };
 event_list canary_events(const kubesim_instance& sim, const std::string& canary);
 // Whether an Event of `type` whose message contains `text` is in `evs`, or — for a list read by
-// canary_events() — appears within 10 s (re-read every 100 ms). For "no such Event", use
+// canary_events() — appears within 30 s (90 s under ASan; re-read every 100 ms). For "no such Event", use
 // lacks_event(), which judges the list as read and does not wait.
 bool has_event(const event_list& evs, const std::string& type, const std::string& text);
 bool lacks_event(const event_list& evs, const std::string& type, const std::string& text);
