@@ -24,13 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string deployment_yaml(const std::string& name) {
-  return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " + name + "\n  namespace: demo\n  labels:\n    app: " +
-         name + "\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: " + name +
-         "\n  template:\n    metadata:\n      labels:\n        app: " + name +
-         "\n    spec:\n      containers:\n      - name: podinfod\n        image: ghcr.io/stefanprodan/podinfo:6.0.0\n";
-}
-
 // A CloudWatch template (Flagger's documented query shape) with no address: the endpoint comes
 // from AWS_ENDPOINT_URL_CLOUDWATCH, as the SDKs read it.
 std::string cloudwatch_template(const std::string& name) {
@@ -74,7 +67,7 @@ struct apis_server {
 // Runs one canary on a CloudWatch template to promotion with canaryd's `env`; returns its events.
 event_list promote(const kubesim_instance& sim, const std::string& name, const std::map<std::string, std::string>& env,
                    const std::function<void()>& while_running = {}) {
-  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + cloudwatch_template(name) + "---\n" + deployment_yaml(name));
+  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + cloudwatch_template(name) + "---\n" + metric_target_yaml(name));
   auto d = start_canaryd(sim, {}, env);
   sim.kubectl_ok({"apply", "-f", "-"}, canary_yaml(name, name,
                                                    "    metrics:\n"
@@ -202,7 +195,7 @@ TEST_CASE("cloudwatch with IMDSv2: a session token first, then the role and its 
 
   // With IMDS disabled and nothing else, every check fails, naming why.
   env["AWS_EC2_METADATA_DISABLED"] = "true";
-  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + cloudwatch_template("cw-none") + "---\n" + deployment_yaml("cw-none"));
+  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + cloudwatch_template("cw-none") + "---\n" + metric_target_yaml("cw-none"));
   auto d = start_canaryd(sim, {}, env);
   sim.kubectl_ok({"apply", "-f", "-"}, canary_yaml("cw-none", "cw-none",
                                                    "    metrics:\n"

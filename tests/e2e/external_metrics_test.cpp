@@ -20,36 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string replaced(std::string text, const std::string& from, const std::string& to) {
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
-  return text;
-}
-
-std::string deployment_yaml(const std::string& name) {
-  return replaced(R"(apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: NAME
-  namespace: demo
-  labels:
-    app: NAME
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: NAME
-  template:
-    metadata:
-      labels:
-        app: NAME
-    spec:
-      containers:
-      - name: podinfod
-        image: ghcr.io/stefanprodan/podinfo:6.0.0
-)",
-                  "NAME", name);
-}
-
 // One value of an external metric, as kubesim reads it: a ConfigMap labelled with the metric's name.
 std::string metric_value(const std::string& name, const std::string& metric, const std::string& labels,
                          const std::string& value) {
@@ -134,7 +104,7 @@ TEST_CASE("externalmetrics templates read the External Metrics API kubesim serve
   manifests.clear();
   for (const auto& c : cases) {
     manifests += "---\n" + template_yaml(c.name, c.query, c.provider_extra);
-    manifests += "---\n" + deployment_yaml(c.name);
+    manifests += "---\n" + metric_target_yaml(c.name);
   }
   sim.kubectl_ok({"apply", "-f", "-"}, manifests);
   auto d = start_canaryd(sim);

@@ -21,11 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string replaced(std::string text, const std::string& from, const std::string& to) {
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
-  return text;
-}
-
 void write_file(const std::filesystem::path& p, const std::string& text) {
   std::ofstream out(p);
   out << text;
@@ -115,34 +110,6 @@ struct graphite_server {
   }
 };
 
-std::string deployment_yaml(const std::string& name) {
-  return replaced(R"(apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: NAME
-  namespace: demo
-  labels:
-    app: NAME
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: NAME
-  template:
-    metadata:
-      labels:
-        app: NAME
-    spec:
-      containers:
-      - name: podinfod
-        image: ghcr.io/stefanprodan/podinfo:6.0.0
-        ports:
-        - name: http
-          containerPort: 9898
-)",
-                  "NAME", name);
-}
-
 }  // namespace
 
 TEST_CASE("graphite templates on a real Graphite promote on a good value, roll back on a bad one and never pass without data") {
@@ -174,7 +141,7 @@ TEST_CASE("graphite templates on a real Graphite promote on a good value, roll b
                  (s == "down" ? down_url : graphite.url()) +
                  "\n  query: \"target=canary." + (s == "down" ? "good" : s) +
                  ".{{ target }}.errors&from=-{{ interval }}\"\n";
-    manifests += "---\n" + deployment_yaml(name);
+    manifests += "---\n" + metric_target_yaml(name);
   }
   sim.kubectl_ok({"apply", "-f", "-"}, manifests);
   auto d = start_canaryd(sim);

@@ -266,6 +266,39 @@ bool install_published_crds(const kubesim_instance& sim, const std::string& prov
 }
 
 // Deploys podinfo, its Canary, and waits for Initialized.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+  return text;
+}
+
+std::string metric_target_yaml(const std::string& name) {
+  return replaced(R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: NAME
+  namespace: demo
+  labels:
+    app: NAME
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: NAME
+  template:
+    metadata:
+      labels:
+        app: NAME
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports:
+        - name: http
+          containerPort: 9898
+)",
+                  "NAME", name);
+}
+
 void release(const kubesim_instance& sim, const std::string& tag) {
   sim.kubectl_ok({"-n", "demo", "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:" + tag});
 }

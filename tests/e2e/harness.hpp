@@ -77,6 +77,11 @@ void setup_cluster(const kubesim_instance& sim);
 bool install_published_crds(const kubesim_instance& sim, const std::string& provider);
 // A new revision of podinfo: `kubectl set image` to ghcr.io/stefanprodan/podinfo:<tag>.
 void release(const kubesim_instance& sim, const std::string& tag);
+// `text` with every `from` replaced by `to`.
+std::string replaced(std::string text, const std::string& from, const std::string& to);
+// A one-replica podinfo 6.0.0 Deployment `name` in namespace demo (label app=<name>, port http
+// 9898): the target of the metric provider tests' canaries, one per scenario.
+std::string metric_target_yaml(const std::string& name);
 // Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
 

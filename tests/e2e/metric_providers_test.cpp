@@ -33,39 +33,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string replaced(std::string text, const std::string& from, const std::string& to) {
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
-  return text;
-}
-
-std::string deployment_yaml(const std::string& name) {
-  return replaced(R"(apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: NAME
-  namespace: demo
-  labels:
-    app: NAME
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: NAME
-  template:
-    metadata:
-      labels:
-        app: NAME
-    spec:
-      containers:
-      - name: podinfod
-        image: ghcr.io/stefanprodan/podinfo:6.0.0
-        ports:
-        - name: http
-          containerPort: 9898
-)",
-                  "NAME", name);
-}
-
 // The canary's one metric: the template of the same name, at most 1, interval 30s.
 std::string provider_canary(const std::string& name) {
   return canary_yaml(name, name,
@@ -251,7 +218,7 @@ TEST_CASE("datadog, newrelic, dynatrace, influxdb, cloudwatch and stackdriver te
     std::string secret = c.scenario == "unauthorized" ? "wrong-keys" : "api-keys";
     if (c.provider == "cloudwatch") secret = c.scenario == "unauthorized" ? "eu-west-1" : "us-east-1";
     manifests += "---\n" + template_yaml(c.name(), c.provider, c.scenario == "down" ? down_url : api_url, secret, scen);
-    manifests += "---\n" + deployment_yaml(c.name());
+    manifests += "---\n" + metric_target_yaml(c.name());
   }
   sim.kubectl_ok({"apply", "-f", "-"}, manifests);
   auto d = start_canaryd(sim, {"-kubeconfig-qps=2000", "-kubeconfig-burst=4000"}, aws_env);
@@ -452,7 +419,7 @@ TEST_CASE("cloudwatch with web identity (IRSA): canaryd exchanges the token with
   // read it; STS from AWS_ENDPOINT_URL_STS. Static keys are unset so the chain goes past them.
   std::string tmpl = template_yaml("cloudwatch-irsa", "cloudwatch", api_url, "us-east-1", "good");
   tmpl.replace(tmpl.find("    address: " + api_url + "\n"), 14 + api_url.size(), "");
-  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + tmpl + "---\n" + deployment_yaml("cloudwatch-irsa"));
+  sim.kubectl_ok({"apply", "-f", "-"}, "---\n" + tmpl + "---\n" + metric_target_yaml("cloudwatch-irsa"));
   auto d = start_canaryd(sim, {},
                          {{"AWS_ACCESS_KEY_ID", ""},
                           {"AWS_SECRET_ACCESS_KEY", ""},
@@ -557,7 +524,7 @@ TEST_CASE("keptn templates read KeptnMetrics and run Analyses through the Kubern
   for (const auto& c : cases) {
     manifests += "---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: " + c.name +
                  "\n  namespace: demo\nspec:\n  provider:\n    type: keptn\n  query: " + c.query + "\n";
-    manifests += "---\n" + deployment_yaml(c.name);
+    manifests += "---\n" + metric_target_yaml(c.name);
   }
   sim.kubectl_ok({"apply", "-f", "-"}, manifests);
   for (const auto& [s, v] : metric_values) {
@@ -703,7 +670,7 @@ TEST_CASE("splunk templates run SignalFlow over a WebSocket: the last point prom
                  (s == "unauthorized" ? "sf-wrong" : "sf-keys") +
                  "\n  query: |\n    data('demo.errors', filter=filter('deployment', '{{ target }}') and "
                  "filter('scenario', '" + scen + "')).mean().publish()\n";
-    manifests += "---\n" + deployment_yaml(name_of(s));
+    manifests += "---\n" + metric_target_yaml(name_of(s));
   }
   sim.kubectl_ok({"apply", "-f", "-"}, manifests);
   auto d = start_canaryd(sim);
