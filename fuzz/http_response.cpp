@@ -72,6 +72,9 @@ asio::awaitable<void> ask(http::client& client, bool& done) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static fixture f;
+  // The previous input ended when its last handler ran; that left the io_context out of work,
+  // which stops it, and a stopped io_context's run_one() returns at once without running anything.
+  f.ioc.restart();
   bool served = false, asked = false;
   asio::co_spawn(f.ioc, answer(f.acceptor, std::string(reinterpret_cast<const char*>(data), size), served), asio::detached);
   asio::co_spawn(f.ioc, ask(*f.client, asked), asio::detached);
