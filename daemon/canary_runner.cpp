@@ -96,6 +96,9 @@ const char* source_name(canary_runner::source s) {
   return "?";
 }
 
+// The interest source of a provider's object kind ("VirtualService" → "mesh:VirtualService").
+std::string mesh_source(std::string_view kind) { return fmt::format("mesh:{}", kind); }
+
 std::string interest_key(std::string_view source, std::string_view ns, std::string_view name) {
   return fmt::format("{}/{}/{}", source, ns, name);
 }
@@ -253,6 +256,8 @@ struct runner_access {
       mesh = router_for(r, c);
       if (mesh) {
         mesh->observe(c, obs);
+        for (const auto& [kind, name] : mesh->object_names(c))
+          interests.insert(interest_key(mesh_source(kind), c.metadata.namespace_, name));
       } else {
         obs.routes_error = fmt::format("provider {} is not supported yet",
                                        c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider);
@@ -614,7 +619,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
       opts_(opts),
       routing_(std::make_unique<router_context>(
           router_context{k.client, k.deployments, k.daemonsets, k.statefulsets, k.services, opts.namespace_,
-                         opts.selector_labels, k.mesh_client, k.mesh_owner_references, {}})),
+                         opts.selector_labels, k.mesh_client, k.mesh_owner_references, {}, {}})),
       alerts_(alerts),
       events_(std::make_unique<event_recorder>(ex_, k.client, registry)),
       deployments_(make_deployment_controller(k, opts)),
@@ -640,6 +645,13 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
   resumed_.add({}, 0);
   routing_->foreign_owner = [this](const core::canary& c, const std::string& kind, const k8s::object& o) {
     return owners_->foreign_mesh_object(c, kind, o);
+  };
+  routing_->mesh_object_changed = [this](const std::string& kind, std::string_view ns, std::string_view name) {
+    if (stopped_) return;
+    auto it = interests_.find(interest_key(mesh_source(kind), ns, name));
+    if (it == interests_.end()) return;
+    auto keys = it->second;
+    for (const auto& k : keys) wake(k);
   };
   events_->on_event([this](const core::canary& c, const core::canary_event& e) {
     if (!stopped_) send_event_webhooks(ex_, c, e, opts_.event_webhook);

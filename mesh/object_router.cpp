@@ -50,12 +50,24 @@ class object_router final : public mesh_router {
  public:
   object_router(std::unique_ptr<core::route_provider> rules, router_context& k)
       : rules_(std::move(rules)), k_(k), client_(k.client_for(*rules_)) {
-    for (const auto& kind : rules_->kinds()) caches_.push_back({kind, start_cache(resource_of(kind))});
+    for (const auto& kind : rules_->kinds()) {
+      caches_.push_back({kind, start_cache(resource_of(kind))});
+      // Reported to whoever set mesh_object_changed (the runner), which wakes the Canaries that
+      // would write the object. The context outlives the router; stop() unsubscribes.
+      auto touch = [&k = k_, kind = kind.kind](const k8s::object_ptr& o) {
+        if (k.mesh_object_changed) k.mesh_object_changed(kind, o->namespace_name(), o->name());
+      };
+      caches_.back().subscription =
+          caches_.back().cache->subscribe({touch, [touch](const k8s::object_ptr&, const k8s::object_ptr& o) { touch(o); }, touch});
+    }
   }
   ~object_router() override { stop(); }
 
   void stop() override {
-    for (auto& c : caches_) c.cache->stop();
+    for (auto& c : caches_) {
+      c.cache->unsubscribe(c.subscription);
+      c.cache->stop();
+    }
   }
 
   asio::awaitable<action_result> reconcile(const core::canary& c) override {
@@ -82,6 +94,12 @@ class object_router final : public mesh_router {
       if (!cache.synced()) continue;
       if (auto obj = cache.get(c.metadata.namespace_, o.name)) out.emplace_back(o.kind.kind, std::move(obj));
     }
+    return out;
+  }
+
+  std::vector<std::pair<std::string, std::string>> object_names(const core::canary& c) const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& o : rules_->objects(c)) out.emplace_back(o.kind.kind, o.name);
     return out;
   }
 
@@ -155,6 +173,7 @@ class object_router final : public mesh_router {
   struct kind_cache {
     core::object_kind kind;
     std::shared_ptr<k8s::cache> cache;
+    std::uint64_t subscription = 0;
   };
 
   std::shared_ptr<k8s::cache> start_cache(const k8s::resource& r) {

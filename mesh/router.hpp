@@ -62,6 +62,12 @@ struct router_context {
   // covers a first tick whose refusal check ran before the provider's caches had synced. Unset:
   // no check.
   std::function<std::string(const core::canary&, const std::string& kind, const k8s::object& object)> foreign_owner;
+
+  // A provider's object (of `kind`, e.g. "VirtualService") was added, changed or deleted in its
+  // cache: wakes the Canaries that would write it, so that a refusal under rule 4 is looked at
+  // again when the object's owner changes, not only when the Canary does. Unset: nobody.
+  std::function<void(const std::string& kind, std::string_view namespace_name, std::string_view name)>
+      mesh_object_changed;
 };
 
 // The Kubernetes Services: initialize_services, reconcile_apex, finalize (revertOnDeletion).
@@ -89,6 +95,12 @@ class mesh_router {
   // The provider's objects for `c` that exist in its caches, with their kinds ("VirtualService",
   // "DestinationRule", "HTTPRoute"): what the ownership check reads before a tick writes anything.
   virtual std::vector<std::pair<std::string, k8s::object_ptr>> existing(const core::canary& c) const {
+    (void)c;
+    return {};
+  }
+  // The (kind, name) of every object the router would write for `c`, existing or not, in the
+  // Canary's namespace: what a change reported through mesh_object_changed is matched against.
+  virtual std::vector<std::pair<std::string, std::string>> object_names(const core::canary& c) const {
     (void)c;
     return {};
   }

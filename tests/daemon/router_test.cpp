@@ -226,7 +226,7 @@ asio::awaitable<void> scenario(world* w, bool user_apex, outcome* out) {
 
   auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
   auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
-  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, w->opts.namespace_, w->opts.selector_labels, nullptr, true, {}};
+  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, w->opts.namespace_, w->opts.selector_labels, nullptr, true, {}, {}};
   auto router = canaryd::make_service_router(rk);
   auto before = co_await write_count(client);
   EXPECT(before >= 0);
@@ -335,7 +335,7 @@ asio::awaitable<void> error_scenario(kubesim_instance* sim, canaryd::options* op
   auto metric_templates = make_cache(canaryd::resources::metric_templates);  // not run: unused here
   auto daemonsets = make_cache(canaryd::resources::daemonsets);              // not run: unused here
   auto statefulsets = make_cache(canaryd::resources::statefulsets);          // not run: unused here
-  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, opts->namespace_, opts->selector_labels, nullptr, true, {}};
+  canaryd::router_context rk{client, *deployments, *daemonsets, *statefulsets, *services, opts->namespace_, opts->selector_labels, nullptr, true, {}, {}};
   auto router = canaryd::make_service_router(rk);
   auto decoded = core::decode_canary(R"({"apiVersion":"flagger.app/v1beta1","kind":"Canary",
     "metadata":{"name":"podinfo","namespace":"default","uid":"u"},

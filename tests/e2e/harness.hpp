@@ -51,7 +51,6 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
 bool wait_phase(const kubesim_instance& sim, const std::string& canary, const std::string& want,
                 std::chrono::milliseconds limit, std::vector<std::string>* seen = nullptr);
 
-// The Events about a Canary, in creation order: (type, message).
 // The (type, message) of a Canary's Events, in creation order. One read from canary_events()
 // remembers where it came from, so that has_event() can wait for an Event that is still on its
 // way: canaryd writes Events from a queue after the status change they report (as client-go's

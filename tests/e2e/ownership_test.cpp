@@ -263,15 +263,14 @@ TEST_CASE("run-time failures put the reason into the Promoted condition; alert f
   CHECK(has_event(canary_events(sim, "podinfo"), "Warning", "waiting for approval gate: no answer"));
 }
 
-TEST_CASE("a mesh object controlled by something else is refused like a foreign -primary Service; nothing is touched") {
-  kubesim_instance sim;
+// An Istio cluster whose VirtualService podinfo belongs to another controller (a ConfigMap
+// stands in for, say, an Argo CD Application: an owner that exists, so no garbage collector
+// removes it), with canaryd running and the podinfo target ready.
+void foreign_virtual_service(kubesim_instance& sim) {
   setup_cluster(sim);
   REQUIRE(install_published_crds(sim, "istio"));
-  auto d = start_canaryd(sim, {"-mesh-provider", "istio"});
   sim.kubectl_ok({"-n", "demo", "apply", "-f", "-"}, podinfo_yaml());
   REQUIRE(eventually([&] { return ready_replicas(sim, "podinfo") >= 1; }, 20s));
-  // The VirtualService podinfo belongs to another controller (here a ConfigMap stands in for,
-  // say, an Argo CD Application: an owner that exists, so no garbage collector removes it).
   sim.kubectl_ok({"-n", "demo", "create", "configmap", "other-controller"});
   const std::string owner_uid = str_at(get_json(sim, {"configmap", "other-controller"}), {"metadata", "uid"});
   REQUIRE(!owner_uid.empty());
@@ -294,10 +293,9 @@ spec:
     - destination:
         host: someone-else
 )");
-  const std::string vs_before = fingerprint(get_json(sim, {"virtualservice", "podinfo"}));
-  const std::string target_before = fingerprint(get_json(sim, {"deployment", "podinfo"}));
-  REQUIRE(vs_before != "<missing>");
+}
 
+void apply_istio_canary(kubesim_instance& sim) {
   sim.kubectl_ok({"apply", "-f", "-"}, R"(apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
@@ -317,6 +315,17 @@ spec:
     threshold: 2
     iterations: 3
 )");
+}
+
+TEST_CASE("a mesh object controlled by something else is refused like a foreign -primary Service; nothing is touched") {
+  kubesim_instance sim;
+  foreign_virtual_service(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio"});
+  const std::string vs_before = fingerprint(get_json(sim, {"virtualservice", "podinfo"}));
+  const std::string target_before = fingerprint(get_json(sim, {"deployment", "podinfo"}));
+  REQUIRE(vs_before != "<missing>");
+
+  apply_istio_canary(sim);
   const condition c = wait_condition(sim, "podinfo", [](const condition& c) { return c.status == "False"; });
   INFO("events: " << dump(canary_events(sim, "podinfo")));
   CHECK(c.reason == "Refused");
@@ -335,4 +344,29 @@ spec:
   std::this_thread::sleep_for(2s);
   CHECK(fingerprint(get_json(sim, {"virtualservice", "podinfo"})) == vs_before);
   CHECK(fingerprint(get_json(sim, {"deployment", "podinfo"})) == target_before);
+}
+
+TEST_CASE("a refused mesh object whose owner lets go of it is taken over without touching the Canary") {
+  kubesim_instance sim;
+  foreign_virtual_service(sim);
+  auto d = start_canaryd(sim, {"-mesh-provider", "istio"});
+  apply_istio_canary(sim);
+  const condition refused = wait_condition(sim, "podinfo", [](const condition& c) { return c.reason == "Refused"; });
+  CHECK_MESSAGE(contains(refused.message, "VirtualService podinfo.demo is controlled by ConfigMap other-controller"),
+                refused.message);
+  std::this_thread::sleep_for(2s);  // a refused canary is idle: no timer would tick it again
+  CHECK(get_json(sim, {"deployment", "podinfo-primary"}).is_null());
+
+  // The other controller releases the VirtualService; only the VirtualService changes, so only
+  // its watch event can wake the Canary (before, it stayed refused until the Canary, its target
+  // or canaryd changed).
+  sim.kubectl_ok({"-n", "demo", "patch", "virtualservice", "podinfo", "--type=json", "-p",
+                  R"([{"op":"remove","path":"/metadata/ownerReferences"}])"});
+  CHECK(wait_phase(sim, "podinfo", "Initialized", 30s));
+  const auto vs = get_json(sim, {"virtualservice", "podinfo"});
+  const std::string routes = json::serialize(vs.at("spec").at("http"));
+  INFO("routes: " << routes);
+  CHECK(contains(routes, "\"host\":\"podinfo-primary\""));
+  CHECK_FALSE(contains(routes, "someone-else"));
+  CHECK(ready_replicas(sim, "podinfo-primary") >= 1);
 }
