@@ -49,6 +49,7 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
   json::value v = json::parse(obj->json(), ec);
   if (!ec) {
     next.created = text_at(v, {"metadata", "creationTimestamp"});
+    next.driven = !text_at(v, {"status", "phase"}).empty();
     std::string kind = text_at(v, {"spec", "targetRef", "kind"});
     const std::string target = text_at(v, {"spec", "targetRef", "name"});
     std::string apex = text_at(v, {"spec", "service", "name"});
@@ -62,7 +63,8 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
     if (!apex.empty()) next.keys.push_back(fmt::format("{}/service/{}", ns, apex));
   }
   std::vector<std::string> wake;
-  if (it != claims_.end() && it->second.keys == next.keys && it->second.created == next.created) {
+  if (it != claims_.end() && it->second.keys == next.keys && it->second.created == next.created &&
+      it->second.driven == next.driven) {
     it->second.version = next.version;
     return wake;
   }
@@ -70,13 +72,12 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
   // Only the claimants this one now ranks ahead of lose their standing (a new Canary is almost
   // always the youngest: it wakes nobody, so a namespace of N Canaries on one target costs N
   // wakes, not N^2).
-  const std::pair<std::string, std::string> mine{next.created, split_name(key)};
+  const rank mine = rank_of(next, key);
   for (const auto& k : next.keys) {
     auto& set = index_[k];
     for (const auto& other : set) {
       auto c = claims_.find(other);
-      if (c == claims_.end() || mine < std::pair<std::string, std::string>{c->second.created, split_name(other)})
-        wake.push_back(other);
+      if (c == claims_.end() || mine < rank_of(c->second, other)) wake.push_back(other);
     }
     set.insert(key);
   }
@@ -85,6 +86,10 @@ std::vector<std::string> ownership::canary_changed(const std::string& key) {
   wake.erase(std::unique(wake.begin(), wake.end()), wake.end());
   std::erase(wake, key);
   return wake;
+}
+
+ownership::rank ownership::rank_of(const claim& c, const std::string& key) {
+  return {c.created, !c.driven, split_name(key)};
 }
 
 std::vector<std::string> ownership::canary_removed(const std::string& key) { return drop(key); }
@@ -99,13 +104,13 @@ std::vector<std::string> ownership::drop(const std::string& key) {
     ix->second.erase(key);
     // The oldest remaining claimant may go on now; the others stay refused by it.
     std::string oldest;
-    std::pair<std::string, std::string> best;
+    rank best;
     for (const auto& other : ix->second) {
       auto c = claims_.find(other);
       if (c == claims_.end()) continue;
-      std::pair<std::string, std::string> rank{c->second.created, split_name(other)};
-      if (oldest.empty() || rank < best) {
-        best = std::move(rank);
+      rank r = rank_of(c->second, other);
+      if (oldest.empty() || r < best) {
+        best = std::move(r);
         oldest = other;
       }
     }
@@ -121,14 +126,14 @@ std::string ownership::older_claimant(const std::string& index_key, const std::s
   auto mine = claims_.find(self);
   if (ix == index_.end() || mine == claims_.end()) return {};
   std::string best;
-  std::pair<std::string, std::string> best_rank{mine->second.created, split_name(self)};
+  rank best_rank = rank_of(mine->second, self);
   for (const auto& other : ix->second) {
     if (other == self) continue;
     auto c = claims_.find(other);
     if (c == claims_.end()) continue;
-    std::pair<std::string, std::string> rank{c->second.created, split_name(other)};
-    if (rank < best_rank) {
-      best_rank = std::move(rank);
+    rank r = rank_of(c->second, other);
+    if (r < best_rank) {
+      best_rank = std::move(r);
       best = other;
     }
   }

@@ -26,6 +26,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,10 @@ class ownership {
   struct claim {
     std::string version;     // the Canary's resourceVersion the claim was read from
     std::string created;     // metadata.creationTimestamp (RFC 3339, compares as text)
+    // status.phase is set: the Canary has been driven (by canaryd or Flagger). It breaks a tie
+    // of creationTimestamp, which has second precision: a Canary created in the same second as
+    // the one already driving the target must not take it over because its name sorts first.
+    bool driven = false;
     std::vector<std::string> keys;  // index keys: "<ns>/target/<kind>/<name>", "<ns>/service/<apex>"
   };
   struct controller {
@@ -67,6 +72,9 @@ class ownership {
     std::string name;
   };
 
+  // The order of rule 1: older first; in one second, the driven one; then by name.
+  using rank = std::tuple<std::string, bool, std::string>;
+  static rank rank_of(const claim& c, const std::string& key);
   std::vector<std::string> drop(const std::string& key);
   // The oldest other claimant of `index_key`, if older than `self` (else "").
   std::string older_claimant(const std::string& index_key, const std::string& self) const;
