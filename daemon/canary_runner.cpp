@@ -256,14 +256,17 @@ struct runner_access {
       mesh = router_for(r, c);
       if (mesh) {
         mesh->observe(c, obs);
-        for (const auto& [kind, name] : mesh->object_names(c))
-          interests.insert(interest_key(mesh_source(kind), c.metadata.namespace_, name));
       } else {
         obs.routes_error = fmt::format("provider {} is not supported yet",
                                        c.spec.provider.empty() ? r.opts_.mesh_provider : c.spec.provider);
       }
       // Before anything is written: is any of it someone else's?
       obs.refusal = r.owners_->refusal(c, obs, mesh ? mesh->existing(c) : decltype(mesh->existing(c)){});
+      // A refused Canary waits on the provider's objects too: it goes ahead when their owner lets
+      // go of them (rule 4). Only then: a driven Canary's own writes would wake it for nothing.
+      if (mesh && !obs.refusal.empty())
+        for (const auto& [kind, name] : mesh->object_names(c))
+          interests.insert(interest_key(mesh_source(kind), c.metadata.namespace_, name));
     }
     r.set_interests(t, std::move(interests));
 

@@ -64,8 +64,8 @@ struct router_context {
   std::function<std::string(const core::canary&, const std::string& kind, const k8s::object& object)> foreign_owner;
 
   // A provider's object (of `kind`, e.g. "VirtualService") was added, changed or deleted in its
-  // cache: wakes the Canaries that would write it, so that a refusal under rule 4 is looked at
-  // again when the object's owner changes, not only when the Canary does. Unset: nobody.
+  // cache: wakes the refused Canaries that would write it, so that a refusal under rule 4 is
+  // looked at again when the object's owner changes, not only when the Canary does. Unset: nobody.
   std::function<void(const std::string& kind, std::string_view namespace_name, std::string_view name)>
       mesh_object_changed;
 };
