@@ -650,11 +650,7 @@ canary_runner::canary_runner(asio::any_io_executor ex, cluster& k, const options
     return owners_->foreign_mesh_object(c, kind, o);
   };
   routing_->mesh_object_changed = [this](const std::string& kind, std::string_view ns, std::string_view name) {
-    if (stopped_) return;
-    auto it = interests_.find(interest_key(mesh_source(kind), ns, name));
-    if (it == interests_.end()) return;
-    auto keys = it->second;
-    for (const auto& k : keys) wake(k);
+    if (!stopped_) wake_interested(interest_key(mesh_source(kind), ns, name));
   };
   events_->on_event([this](const core::canary& c, const core::canary_event& e) {
     if (!stopped_) send_event_webhooks(ex_, c, e, opts_.event_webhook);
@@ -735,7 +731,11 @@ void canary_runner::remove(const std::string& key) {
 }
 
 void canary_runner::changed(source s, std::string_view namespace_name, std::string_view name) {
-  auto it = interests_.find(interest_key(source_name(s), namespace_name, name));
+  wake_interested(interest_key(source_name(s), namespace_name, name));
+}
+
+void canary_runner::wake_interested(const std::string& key) {
+  auto it = interests_.find(key);
   if (it == interests_.end()) return;
   auto keys = it->second;  // wake() does not touch the index, but copy to stay safe
   for (const auto& k : keys) wake(k);

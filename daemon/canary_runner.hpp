@@ -81,6 +81,8 @@ class canary_runner {
 
  private:
   void set_interests(task& t, std::set<std::string> keys);
+  // Wakes every task that recorded the interest `key` (interest_key()) in its last tick.
+  void wake_interested(const std::string& key);
   // Tick slots: a waiter's timer is cancelled when release_slot() hands it the slot.
   bool try_take_slot();
   void release_slot();
