@@ -4,7 +4,7 @@
 // authorization token file) or from the EC2 instance metadata service (IMDSv2), both played by
 // the strict loopback servers of tests/e2e/metric_apis.py, which answer their first request 503
 // (retried), and verify every signature. Keys that near their expiry are fetched again; a
-// rotated token file is re-read.
+// rotated token file is re-read. The same holds for web identity (IRSA) through STS.
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include <csignal>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -156,6 +157,55 @@ TEST_CASE("cloudwatch with the container credentials endpoint (EKS Pod Identity)
   CHECK(keys_used.size() >= 2);          // and the new keys used
   CHECK(tokens_sent == std::set<std::string>{"pod-identity-token-1", "pod-identity-token-2"});
   CHECK(imds_calls == 0);
+}
+
+TEST_CASE("cloudwatch with web identity (IRSA): keys refreshed before expiry, the rotated token file re-read") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  // STS keys that expire 5 min + 2 s after they are issued: canaryd keeps them 2 s, then
+  // exchanges the token file's content again, which the kubelet has rotated meanwhile.
+  apis_server apis(json::object{{"aws_access_key_id", "AKIDNOTUSED"},
+                                {"aws_secret_access_key", "not-used"},
+                                {"aws_role_arn", "arn:aws:iam::123456789012:role/canaryd"},
+                                {"aws_web_identity_tokens", json::array{"web-identity-token-1", "web-identity-token-2"}},
+                                {"aws_expires_in", 302}});
+  const auto token_file = apis.dir.path() / "token";
+  std::ofstream(token_file) << "web-identity-token-1\n";
+  auto env = bare_env(apis.url());
+  env["AWS_WEB_IDENTITY_TOKEN_FILE"] = token_file.string();
+  env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/canaryd";
+  env["AWS_ROLE_SESSION_NAME"] = "canaryd-e2e";
+  env["AWS_ENDPOINT_URL_STS"] = apis.url();
+  promote(sim, "cw-irsa-rotate", env, [&] { std::ofstream(token_file) << "web-identity-token-2\n"; });
+
+  std::vector<std::string> tokens_sent;
+  std::set<std::string> keys_used;
+  int cloudwatch_calls = 0;
+  for (const auto& r : read_log(apis.log)) {
+    INFO(json::serialize(r));
+    CHECK(std::string(r.at("answer").as_string()).rfind("strict:", 0) == std::string::npos);
+    const std::string api(r.at("api").as_string());
+    if (api == "sts") {
+      CHECK(r.at("status").to_number<std::int64_t>() == 200);
+      const std::string body(r.at("body").as_string());
+      const auto at = body.find("WebIdentityToken=");
+      REQUIRE(at != std::string::npos);
+      tokens_sent.push_back(body.substr(at + 17, body.find('&', at) - at - 17));
+    }
+    if (api == "cloudwatch") {
+      ++cloudwatch_calls;
+      const std::string auth = header(r, "Authorization");
+      CHECK(header(r, "X-Amz-Security-Token").rfind("session-token-", 0) == 0);
+      keys_used.insert(auth.substr(auth.find("Credential=") + 11, 20));
+    }
+  }
+  // The first exchange used the first token, and every one after the rotation the new one.
+  REQUIRE(tokens_sent.size() >= 2);
+  CHECK(tokens_sent.front() == "web-identity-token-1");
+  CHECK(tokens_sent.back() == "web-identity-token-2");
+  CHECK(std::is_sorted(tokens_sent.begin(), tokens_sent.end()));
+  CHECK(static_cast<int>(tokens_sent.size()) < cloudwatch_calls);  // kept between exchanges
+  CHECK(keys_used.size() >= 2);                                      // and the new keys used
 }
 
 TEST_CASE("cloudwatch with IMDSv2: a session token first, then the role and its keys; IMDS disabled is a named failure") {

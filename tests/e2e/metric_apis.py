@@ -10,8 +10,10 @@ parameter, header or body is answered 400 with a message that starts "strict:", 
   influxdb   POST /api/v2/query?org=<org>  Authorization: Token, JSON body {query, type: flux, dialect}
   cloudwatch POST /  X-Amz-Target: GraniteServiceVersion20100801.GetMetricData, AWS JSON 1.0,
              SigV4 (service monitoring, region us-east-1) verified with CREDENTIALS' aws keys
-  sts        POST /  Action=AssumeRoleWithWebIdentity (form), answers temporary keys that
-             cloudwatch then accepts with their session token
+  sts        POST /  Action=AssumeRoleWithWebIdentity (form) with CREDENTIALS'
+             aws_web_identity_token (or one of aws_web_identity_tokens), answers temporary keys
+             that cloudwatch then accepts with their session token, expiring as the block of
+             container_credentials below says
   google     POST /token  RFC 7523 JWT bearer grant: the RS256 signature verified with
              CREDENTIALS' google_rsa_n (hex modulus, e = 65537), then an access token
   stackdriver POST /v3/projects/<project>/timeSeries:query  Bearer <a token /token issued>, {"query"}
@@ -267,13 +269,16 @@ def sts(h, method, path, params, body):
     strict(f.get('Action') == 'AssumeRoleWithWebIdentity' and f.get('Version') == '2011-06-15', 'action %r' % f)
     strict(f.get('RoleArn') == CREDS['aws_role_arn'], 'RoleArn %r' % f.get('RoleArn'))
     strict(bool(f.get('RoleSessionName')), 'no RoleSessionName')
-    if f.get('WebIdentityToken') != CREDS['aws_web_identity_token']:
+    # One token, or the tokens a rotation hands out in turn (aws_web_identity_tokens).
+    if f.get('WebIdentityToken') not in CREDS.get('aws_web_identity_tokens', [CREDS.get('aws_web_identity_token')]):
         raise Reject(400, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>'
                           '<Message>Incorrect token audience</Message></Error></ErrorResponse>', 'text/xml')
-    key_id = 'ASIA%012d' % len(TEMPORARY)
-    secret, token = 'temporary-secret-%d' % len(TEMPORARY), 'session-token-%d' % len(TEMPORARY)
-    TEMPORARY[key_id] = (secret, token)
-    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ')
+    with LOCK:
+        key_id = 'ASIA%012d' % len(TEMPORARY)
+        secret, token = 'temporary-secret-%d' % len(TEMPORARY), 'session-token-%d' % len(TEMPORARY)
+        TEMPORARY[key_id] = (secret, token)
+    expires = (datetime.datetime.now(datetime.timezone.utc) +
+               datetime.timedelta(seconds=CREDS.get('aws_expires_in', 3600))).strftime('%Y-%m-%dT%H:%M:%SZ')
     return ('<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
             '<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId>'
             '<SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration>'
