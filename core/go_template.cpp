@@ -24,6 +24,10 @@ namespace {
 constexpr std::size_t max_depth = 300;              // parentheses + control nesting + template calls
 constexpr std::size_t max_output = 1024 * 1024;     // bytes a render may produce
 constexpr std::size_t max_steps = 100'000;          // nodes an execution may walk
+// Bytes of values an execution may produce or copy (function results, variable and dot reads).
+// Steps alone do not bound the time: one printf with a width of millions, or a variable of a
+// megabyte read in a loop, cost milliseconds each (a fuzzer's template took minutes).
+constexpr std::size_t max_value_bytes = 8 * max_output;
 
 // ---------------------------------------------------------------------------------------------
 // UTF-8 and Go's quoting (unicode/utf8, strconv).
@@ -508,6 +512,11 @@ bool is_true(const value& v) {
   }
   return false;
 }
+
+// A builtin's failure; the engine reports it as Go does: "error calling <name>: <msg>".
+struct builtin_error {
+  std::string msg;
+};
 
 // ---------------------------------------------------------------------------------------------
 // fmt: Sprint, Sprintln and Sprintf over our values (fmt/print.go and fmt/format.go).
@@ -1095,6 +1104,14 @@ void printer::sprintf(std::string_view format, const std::vector<value>& a) {
       }
     }
     if (!after_index) after_index = arg_number(c, format, i, a.size());
+    // canaryd's limit, not Go's: a width or precision past the output limit can only build a
+    // value that no render may write, and building it is the cost.
+    if (f_.wid_present && static_cast<std::size_t>(f_.wid) > max_output) {
+      throw builtin_error{"width " + std::to_string(f_.wid) + " exceeds " + std::to_string(max_output) + " (canaryd's limit)"};
+    }
+    if (f_.prec_present && static_cast<std::size_t>(f_.prec) > max_output) {
+      throw builtin_error{"precision " + std::to_string(f_.prec) + " exceeds " + std::to_string(max_output) + " (canaryd's limit)"};
+    }
     if (i >= end) {
       buf += "%!(NOVERB)";
       break;
@@ -2362,10 +2379,6 @@ signature builtin_signature(std::string_view name) {
   return s;
 }
 
-struct builtin_error {
-  std::string msg;
-};
-
 // funcs.go's basicKind.
 enum class basic { invalid, boolean, complex, integer, floating, string, uinteger };
 basic basic_kind(const value& v) {
@@ -2597,6 +2610,7 @@ class template_engine {
   std::string out_;
   std::size_t depth_ = 0;
   std::size_t steps_ = 0;
+  std::size_t value_bytes_ = 0;
 
   void at(const node* n) { at_ = n; }
 
@@ -2625,9 +2639,25 @@ class template_engine {
     }
   }
 
+  // Counts the bytes of a value produced or copied against max_value_bytes; no single value may
+  // be larger than the output limit (so an escaping function's input is at most that).
+  void charge(const value& v) {
+    if (v.s.size() > max_output) {
+      throw exec_error{"template: " + tmpl_ + ": a value exceeds " + std::to_string(max_output) + " bytes (canaryd's limit)"};
+    }
+    value_bytes_ += v.s.size();
+    if (value_bytes_ > max_value_bytes) {
+      throw exec_error{"template: " + tmpl_ + ": execution exceeds " + std::to_string(max_value_bytes) +
+                       " bytes of values (canaryd's limit)"};
+    }
+  }
+
   value var_value(const std::string& name) {
     for (auto it = vars_.rbegin(); it != vars_.rend(); ++it) {
-      if (it->first == name) return it->second;
+      if (it->first == name) {
+        charge(it->second);
+        return it->second;
+      }
     }
     errorf("undefined variable: " + name);
   }
@@ -2799,7 +2829,7 @@ class template_engine {
     not_a_function(cmd->nodes, final);
     switch (first->type) {
       case nt::boolean: return value::of_bool(first->truth);
-      case nt::dot: return dot;
+      case nt::dot: charge(dot); return dot;
       case nt::nil: errorf("nil is not a command");
       case nt::number: return ideal_constant(first);
       case nt::string: return value::of_string(first->text);
@@ -2881,7 +2911,7 @@ class template_engine {
   value eval_arg(const value& dot, ptype t, const node* n) {
     at(n);
     switch (n->type) {
-      case nt::dot: return validate(dot, t);
+      case nt::dot: charge(dot); return validate(dot, t);
       case nt::nil:
         if (t == ptype::string) errorf("cannot assign nil to string");
         return value{};
@@ -2916,7 +2946,9 @@ class template_engine {
     // Flagger's functions: niladic.
     if (auto s = funcs_.strings.find(name); s != funcs_.strings.end()) {
       if (num_in != 0) errorf("wrong number of args for " + name + ": want 0 got " + std::to_string(num_in));
-      return value::of_string(s->second);
+      value v = value::of_string(s->second);
+      charge(v);
+      return v;
     }
     if (auto m = funcs_.maps.find(name); m != funcs_.maps.end()) {
       if (num_in != 0) errorf("wrong number of args for " + name + ": want 0 got " + std::to_string(num_in));
@@ -2954,7 +2986,9 @@ class template_engine {
       argv.push_back(validate(*final, t));
     }
     try {
-      return call_builtin(name, argv, args, final);
+      value v = call_builtin(name, argv, args, final);
+      charge(v);
+      return v;
     } catch (const builtin_error& e) {
       at(node_for_errors);
       errorf("error calling " + name + ": " + e.msg);

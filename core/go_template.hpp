@@ -10,10 +10,11 @@
 // for key \"x\"").
 //
 // Pure: no I/O, no clock. Deliberate limits, none of which a real metric query comes near: nesting
-// (parentheses, control structures, {{template}} calls) deeper than 300, an output over 1 MiB and
-// more than 100,000 evaluation steps are errors rather than a stack overflow, an unbounded
-// allocation or a stall of canaryd's single thread; identifiers may use any printable non-ASCII
-// character (Go allows Unicode letters only).
+// (parentheses, control structures, {{template}} calls) deeper than 300, an output or any one value
+// over 1 MiB, a printf width or precision over 1 MiB, more than 8 MiB of values produced or copied
+// (function results, variable and dot reads) and more than 100,000 evaluation steps are errors
+// rather than a stack overflow, an unbounded allocation or a stall of canaryd's single thread;
+// identifiers may use any printable non-ASCII character (Go allows Unicode letters only).
 #include <map>
 #include <string>
 #include <string_view>

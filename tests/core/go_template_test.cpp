@@ -377,6 +377,36 @@ TEST_CASE("canaryd's limits turn runaway templates into errors, not crashes") {
         std::string::npos);
 }
 
+// Found by fuzz/metric_query: steps alone did not bound the time. One printf padded to millions
+// of bytes, or a large variable read in a loop, cost milliseconds a step, and a 1,468-byte
+// template kept canaryd's thread for minutes (fuzz/metric_query/corpus/slow-printf-width).
+TEST_CASE("a printf width or precision past the output limit and too many bytes of values are errors, and fast") {
+  const go_template_funcs funcs = flagger_funcs();
+  CHECK(execute_go_template("tmpl", "{{ range 1000 }}{{ $x := printf \"%8888888d\" 1 }}{{ end }}", funcs).error ==
+        "template: tmpl:1:25: executing \"tmpl\" at <printf \"%8888888d\" 1>: error calling printf: width 8888888 "
+        "exceeds 1048576 (canaryd's limit)");
+  CHECK(execute_go_template("tmpl", "{{ printf \"%.2000000f\" 1.5 }}", funcs).error.find(
+            "error calling printf: precision 2000000 exceeds 1048576 (canaryd's limit)") != std::string::npos);
+  // A '*' width over a million is Go's own BADWIDTH (intFromArg's tooLarge), not ours.
+  CHECK(execute_go_template("tmpl", "{{ printf \"%*d\" 5000000 1 }}", funcs).output == "%!(BADWIDTH)1");
+  // At the limit it is Go's behaviour: the padding is written.
+  CHECK(execute_go_template("tmpl", "{{ printf \"%1048576d\" 7 | len }}", funcs).output == "1048576");
+  // A megabyte read again and again: stopped at 8 MiB of values, not after 100,000 copies.
+  CHECK(execute_go_template("tmpl", "{{ $x := printf \"%1000000d\" 1 }}{{ range 100000 }}{{ $y := $x }}{{ end }}", funcs).error ==
+        "template: tmpl: execution exceeds 8388608 bytes of values (canaryd's limit)");
+  // No value over the output limit either, so an escaping function never works on more.
+  CHECK(execute_go_template("tmpl", "{{ $x := printf \"%1000000d\" 1 }}{{ printf \"%s%s\" $x $x | len }}", funcs).error ==
+        "template: tmpl: a value exceeds 1048576 bytes (canaryd's limit)");
+  // Real queries are nowhere near: a 100-entry range over variables with escaping stays well under.
+  std::map<std::string, std::string> many;
+  for (int i = 0; i < 100; ++i) many["k" + std::to_string(i)] = std::string(200, 'v');
+  go_template_funcs with_vars = funcs;
+  with_vars.maps["variables"] = many;
+  CHECK(execute_go_template("tmpl", "{{ range $k, $v := variables }}{{ $k }}={{ $v | printf \"%q\" | js | urlquery }},{{ end }}",
+                            with_vars)
+            .ok());
+}
+
 TEST_CASE("render_query gives Flagger's errors around Go's") {
   query_vars v;
   v.target = "app";
