@@ -173,6 +173,48 @@ TEST_CASE("with Prometheus down the checks fail, never pass, and the events say 
   CHECK(*code == 0);
 }
 
+// fuzz/metric_query found a query template that held canaryd's one thread for minutes (a printf
+// padded to millions of bytes, in a loop); canaryd's template limits now make it an error.
+TEST_CASE("a MetricTemplate whose query would render for minutes fails its check at once, and canaryd keeps answering") {
+  kubesim_instance sim;
+  setup_cluster(sim);
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(free_port());
+  auto d = start_canaryd(sim, {"-metrics-server", nowhere});
+  sim.kubectl_ok({"apply", "-f", "-"},
+                 "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: runaway\n  namespace: demo\n"
+                 "spec:\n  provider:\n    type: prometheus\n    address: " + nowhere + "\n"
+                 "  query: '{{ range 1000 }}{{ $x := printf \"%8888888d\" 1 }}{{ end }}vector(0)'\n");
+  init_podinfo(sim, canary_yaml("podinfo", "podinfo",
+                                "    metrics:\n"
+                                "    - name: runaway\n"
+                                "      templateRef:\n"
+                                "        name: runaway\n"
+                                "      thresholdRange:\n"
+                                "        max: 1\n"
+                                "      interval: 1m\n"));
+  release(sim, "6.0.1");
+  // Each check fails on the render, before any request: the release is rolled back within
+  // seconds (the render alone took 166 s before the limits), and /healthz answers throughout.
+  int slow_health = 0;
+  bool failed = eventually(
+      [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto h = http_call("GET", "http://127.0.0.1:" + std::to_string(d.port) + "/healthz", {}, 5s);
+        if (!h || std::chrono::steady_clock::now() - t0 > 1s) ++slow_health;
+        return phase_of(sim, "podinfo") == "Failed";
+      },
+      60s);
+  auto evs = canary_events(sim, "podinfo");
+  REQUIRE_MESSAGE(failed, dump(evs));
+  CHECK(slow_health == 0);
+  CHECK_MESSAGE(has_event(evs, "Warning", "error calling printf: width 8888888 exceeds 1048576 (canaryd's limit)"), dump(evs));
+  CHECK(image_of(sim, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.0");
+  d.proc->signal(SIGTERM);
+  auto code = d.proc->wait(5s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
+
 TEST_CASE("a MetricTemplate behind basic auth is rendered with its templateVariables and queried with the secretRef's credentials") {
   kubesim_options ko;
   ko.prometheus = true;
