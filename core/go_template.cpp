@@ -2626,30 +2626,26 @@ class template_engine {
                      ": executing " + quote_with(tmpl_, '"', false) + " at <" + node_string(at_) + ">: " + msg};
   }
 
+  // One of canaryd's own limits was passed; reported without a position (no one node is at fault).
+  [[noreturn]] void over_limit(const std::string& what) {
+    throw exec_error{"template: " + tmpl_ + ": " + what + " (canaryd's limit)"};
+  }
+
   void write(std::string_view s) {
-    if (out_.size() + s.size() > max_output) {
-      throw exec_error{"template: " + tmpl_ + ": output exceeds " + std::to_string(max_output) + " bytes (canaryd's limit)"};
-    }
+    if (out_.size() + s.size() > max_output) over_limit("output exceeds " + std::to_string(max_output) + " bytes");
     out_ += s;
   }
 
   void step() {
-    if (++steps_ > max_steps) {
-      throw exec_error{"template: " + tmpl_ + ": execution exceeds " + std::to_string(max_steps) + " steps (canaryd's limit)"};
-    }
+    if (++steps_ > max_steps) over_limit("execution exceeds " + std::to_string(max_steps) + " steps");
   }
 
   // Counts the bytes of a value produced or copied against max_value_bytes; no single value may
   // be larger than the output limit (so an escaping function's input is at most that).
   void charge(const value& v) {
-    if (v.s.size() > max_output) {
-      throw exec_error{"template: " + tmpl_ + ": a value exceeds " + std::to_string(max_output) + " bytes (canaryd's limit)"};
-    }
+    if (v.s.size() > max_output) over_limit("a value exceeds " + std::to_string(max_output) + " bytes");
     value_bytes_ += v.s.size();
-    if (value_bytes_ > max_value_bytes) {
-      throw exec_error{"template: " + tmpl_ + ": execution exceeds " + std::to_string(max_value_bytes) +
-                       " bytes of values (canaryd's limit)"};
-    }
+    if (value_bytes_ > max_value_bytes) over_limit("execution exceeds " + std::to_string(max_value_bytes) + " bytes of values");
   }
 
   value var_value(const std::string& name) {

@@ -273,17 +273,12 @@ def sts(h, method, path, params, body):
     if f.get('WebIdentityToken') not in CREDS.get('aws_web_identity_tokens', [CREDS.get('aws_web_identity_token')]):
         raise Reject(400, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>'
                           '<Message>Incorrect token audience</Message></Error></ErrorResponse>', 'text/xml')
-    with LOCK:
-        key_id = 'ASIA%012d' % len(TEMPORARY)
-        secret, token = 'temporary-secret-%d' % len(TEMPORARY), 'session-token-%d' % len(TEMPORARY)
-        TEMPORARY[key_id] = (secret, token)
-    expires = (datetime.datetime.now(datetime.timezone.utc) +
-               datetime.timedelta(seconds=CREDS.get('aws_expires_in', 3600))).strftime('%Y-%m-%dT%H:%M:%SZ')
+    c = issue_temporary('STS')
     return ('<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
             '<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId>'
             '<SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration>'
             '</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>'
-            % (key_id, secret, token, expires), 'text/xml')
+            % (c['AccessKeyId'], c['SecretAccessKey'], c['Token'], c['Expiration']), 'text/xml')
 
 
 ISSUED_TOKENS = set()
