@@ -59,12 +59,28 @@ void set_annotation(json::object& o, std::string_view key, const std::string& va
   a.as_object()[key] = value;
 }
 
-// Sets spec.traffic; true when it changed.
+// spec.traffic as Knative's webhook stores it: an entry without latestRevision gets
+// `latestRevision: revisionName == ""` (TrafficTarget.SetDefaults). Comparing in this form keeps a
+// real cluster's defaulted copy of what canaryd wrote from looking like a change.
+json::value defaulted(const json::value& traffic) {
+  json::value out = traffic;
+  if (!out.is_array()) return out;
+  for (auto& e : out.as_array()) {
+    if (!e.is_object()) continue;
+    auto& eo = e.as_object();
+    if (eo.contains("latestRevision")) continue;
+    const auto* rn = eo.if_contains("revisionName");
+    eo["latestRevision"] = !rn || (rn->is_string() && rn->get_string().empty());
+  }
+  return out;
+}
+
+// Sets spec.traffic; true when it changed (after Knative's defaulting).
 bool set_traffic(json::object& o, json::array traffic) {
   auto& spec = o["spec"];
   if (!spec.is_object()) spec.emplace_object();
   auto& t = spec.as_object()["traffic"];
-  if (t == json::value(traffic)) return false;
+  if (defaulted(t) == defaulted(traffic)) return false;
   t = std::move(traffic);
   return true;
 }

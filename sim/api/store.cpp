@@ -454,6 +454,10 @@ class store_impl final : public store {
 
   void on_change(std::function<void(const change&)> cb) override { callbacks_.push_back(std::move(cb)); }
 
+  void on_admission(std::string group, std::string resource, std::function<void(json::object&)> mutate) override {
+    admission_.push_back({std::move(group), std::move(resource), std::move(mutate)});
+  }
+
   std::uint64_t resource_version() const override { return rv_; }
 
   void compact() override {
@@ -714,6 +718,11 @@ class store_impl final : public store {
 
   // --- writes ---
 
+  void admit(const resource_info& r, json::object& o) const {
+    for (const auto& a : admission_)
+      if (a.group == r.group && a.resource == r.resource) a.mutate(o);
+  }
+
   result<object_ptr> do_create(const resource_info& r, std::string_view ns_in, json::object o) {
     auto* c = collection_of(r);
     if (!c) return resource_gone(r);
@@ -721,6 +730,7 @@ class store_impl final : public store {
     if (r.namespaced && ns.empty()) return bad_request_error("the namespace of the object must be set");
     if (auto* m = o.if_contains("metadata"); m && !m->is_object() && !m->is_null())
       return bad_request_error("metadata must be an object");
+    admit(r, o);
     auto& meta = meta_of(o);
     if (auto mns = meta_string(o, "namespace"); r.namespaced && !mns.empty() && mns != ns)
       return bad_request_error("the namespace of the provided object does not match the namespace sent on the request");
@@ -821,6 +831,7 @@ class store_impl final : public store {
       else o.erase("status");
     } else {
       o = std::move(in);
+      admit(r, o);
       auto& meta = meta_of(o);
       const auto* old_meta = meta_ptr(*old);
       for (auto f : {"uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"}) {
@@ -1107,6 +1118,11 @@ class store_impl final : public store {
   std::unordered_map<std::string, std::size_t> ns_count_;       // namespaced objects per namespace
 
   std::vector<std::function<void(const change&)>> callbacks_;
+  struct admission {
+    std::string group, resource;
+    std::function<void(json::object&)> mutate;
+  };
+  std::vector<admission> admission_;
   std::deque<std::pair<collection*, change>> pending_;
   bool dispatching_ = false;
 };

@@ -185,6 +185,12 @@ class store {
   // Every change of every resource, for the simulated controllers.
   virtual void on_change(std::function<void(const change&)> cb) = 0;
 
+  // A mutating admission webhook of a simulated controller (Knative's defaulting, say): `mutate`
+  // sees every create and every update of the main resource of group/resource (plural), as the
+  // client sent it, before the store's defaults and validation. Not called for status updates.
+  virtual void on_admission(std::string group, std::string resource,
+                            std::function<void(boost::json::object&)> mutate) = 0;
+
   virtual std::uint64_t resource_version() const = 0;
   // Fault injection: forget the event history, so every watch resuming from an older
   // resourceVersion gets 410 Gone.

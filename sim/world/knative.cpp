@@ -118,6 +118,16 @@ int container_port(const json::object& pod_spec_obj) {
   return 8080;
 }
 
+void default_traffic(json::object& o) {
+  auto* spec = o.if_contains("spec");
+  auto* traffic = spec && spec->is_object() ? spec->as_object().if_contains("traffic") : nullptr;
+  if (!traffic || !traffic->is_array()) return;
+  for (auto& t : traffic->as_array()) {
+    if (!t.is_object() || t.as_object().contains("latestRevision")) continue;
+    t.as_object()["latestRevision"] = str_at(&t.as_object(), "revisionName").empty();
+  }
+}
+
 }  // namespace
 
 class knative_serving::impl : public std::enable_shared_from_this<impl> {
@@ -129,6 +139,11 @@ class knative_serving::impl : public std::enable_shared_from_this<impl> {
     store_.on_change([weak](const change& c) {
       if (auto self = weak.lock()) self->observe(c);
     });
+    // Knative's defaulting webhook, for what a client writes of traffic: each spec.traffic entry
+    // of a Service or Route without latestRevision gets latestRevision = (revisionName == ""),
+    // the only value the CRD's description allows ("must be true if RevisionName is empty; it
+    // must be false when RevisionName is non-empty").
+    for (const char* resource : {"services", "routes"}) store_.on_admission(std::string(knative::group), resource, default_traffic);
     if (const auto* r = store_.find(knative::group, "v1", "services")) {
       if (auto all = store_.list(*r, "", list_options{}))
         for (const auto& o : all->items) mark(str_at(meta(*o), "namespace"), str_at(meta(*o), "name"));

@@ -3,6 +3,8 @@
 // Serving API spec and the descriptions of the published CRDs, shared/reference/crds/knative);
 // it shares no code with canaryd, whose test oracle it is. Active once the CRDs are created.
 //
+//  - Admission (Knative's defaulting webhook, traffic only): a spec.traffic entry of a Service or
+//    Route written without latestRevision is stored with latestRevision = (revisionName == "").
 //  - Service <name> -> Configuration <name> (spec.template copied) and Route <name> (spec.traffic
 //    copied; without traffic, 100 % to the latest ready revision), both controlled by the Service.
 //  - Configuration -> a Revision per template generation: <configuration>-00001, -00002, ... (the

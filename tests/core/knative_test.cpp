@@ -169,6 +169,40 @@ TEST_CASE("the router reads status.traffic, writes spec.traffic and finalize rem
   CHECK_FALSE(twice->body.has_value());
 }
 
+TEST_CASE("spec.traffic as Knative's webhook defaults it is not rewritten") {
+  // On a cluster, Knative's webhook stores each entry with latestRevision spelled out
+  // (TrafficTarget.SetDefaults: revisionName == ""). What canaryd wrote, read back so, is no change.
+  auto c = make_canary();
+  auto rules = make_route_provider(*parse_provider("knative"));
+  REQUIRE(rules != nullptr);
+  const std::string defaulted_traffic =
+      R"([{"latestRevision":true,"percent":20},{"revisionName":"podinfo-00001","latestRevision":false,"percent":80}])";
+  const auto status =
+      R"([{"revisionName":"podinfo-00002","latestRevision":true,"percent":20},{"revisionName":"podinfo-00001","latestRevision":false,"percent":80}])";
+  const auto stored = ksvc("podinfo-00001", "podinfo-00002", defaulted_traffic, status);
+  auto same = rules->routes_body(c, stored, traffic_routes{80, 20, false}, {});
+  REQUIRE(same.has_value());
+  CHECK_FALSE(same->has_value());
+  // A different weight is still written, in Flagger's form.
+  auto next = rules->routes_body(c, stored, traffic_routes{70, 30, false}, {});
+  REQUIRE(next.has_value());
+  REQUIRE(next->has_value());
+  CHECK(at(**next, "/spec/traffic") == traffic(30, "podinfo-00001", 70));
+  // latestRevision false on the first entry is a different route, not a default.
+  const auto pinned = ksvc("podinfo-00001", "podinfo-00002",
+                           R"([{"latestRevision":false,"percent":20},{"revisionName":"podinfo-00001","percent":80}])", status);
+  auto fixed = rules->routes_body(c, pinned, traffic_routes{80, 20, false}, {});
+  REQUIRE(fixed.has_value());
+  CHECK(fixed->has_value());
+  // Initialization on a defaulted, already initialized Service writes nothing.
+  const auto init = ksvc("podinfo-00001", "podinfo-00001",
+                         R"([{"latestRevision":true,"percent":0},{"revisionName":"podinfo-00001","latestRevision":false,"percent":100}])",
+                         R"([{"revisionName":"podinfo-00001","latestRevision":true,"percent":0},{"revisionName":"podinfo-00001","latestRevision":false,"percent":100}])");
+  auto again = knative_initialize_body(c, init);
+  REQUIRE(again.has_value());
+  CHECK_FALSE(again->has_value());
+}
+
 TEST_CASE("readiness follows the Revision's Ready condition; a failed or overdue revision is not retriable") {
   auto c = make_canary();
   const wall_time now = wall_clock::now();

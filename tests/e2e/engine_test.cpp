@@ -312,13 +312,6 @@ std::int64_t epoch_ms(const std::string& ts) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1000 + ms;
 }
 
-std::vector<json::object> requests(const std::filesystem::path& log) {
-  std::vector<json::object> out;
-  std::istringstream in(read_text(log));
-  for (std::string l; std::getline(in, l);) out.push_back(json::parse(l).as_object());
-  return out;
-}
-
 bool from_canaryd(const json::object& r) {
   auto verb = std::string(r.at("verb").as_string());
   for (auto& ch : verb) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));

@@ -271,6 +271,14 @@ std::string replaced(std::string text, const std::string& from, const std::strin
   return text;
 }
 
+std::vector<json::object> requests(const std::filesystem::path& log) {
+  std::vector<json::object> out;
+  std::istringstream in(read_text(log));
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(json::parse(l).as_object());
+  return out;
+}
+
 std::string metric_target_yaml(const std::string& name) {
   return replaced(R"(apiVersion: apps/v1
 kind: Deployment

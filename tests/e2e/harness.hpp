@@ -81,6 +81,9 @@ std::string replaced(std::string text, const std::string& from, const std::strin
 // A one-replica podinfo 6.0.0 Deployment `name` in namespace demo (label app=<name>, port http
 // 9898): the target of the metric provider tests' canaries, one per scenario.
 std::string metric_target_yaml(const std::string& name);
+// kubesim's request log (--request-log): one object per request, in order (time, verb, method,
+// path, query, resource, namespace, user, user_agent, code, duration_ms).
+std::vector<boost::json::object> requests(const std::filesystem::path& log);
 // Deploys podinfo, its Canary, and waits for Initialized.
 void init_podinfo(const kubesim_instance& sim, const std::string& canary = canary_yaml("podinfo", "podinfo"));
 

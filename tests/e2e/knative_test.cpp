@@ -88,10 +88,22 @@ std::string primary_revision(const json::value& k) {
   return str_at(k, {"metadata", "annotations", "flagger.app/primary-revision"});
 }
 
-// spec.traffic as Flagger writes it: the latest revision's and the primary revision's percents.
+// spec.traffic as Flagger writes it (the latest revision's and the primary revision's percents),
+// stored as Knative's defaulting webhook leaves it: the primary's entry says latestRevision false.
 json::value traffic(int canary, const std::string& primary, int primary_weight) {
   return json::parse(R"([{"latestRevision":true,"percent":)" + std::to_string(canary) + R"(},{"revisionName":")" +
-                     primary + R"(","percent":)" + std::to_string(primary_weight) + "}]");
+                     primary + R"(","latestRevision":false,"percent":)" + std::to_string(primary_weight) + "}]");
+}
+
+// canaryd's writes to the Knative Service, from kubesim's request log.
+std::size_t ksvc_writes(const std::filesystem::path& log) {
+  std::size_t n = 0;
+  for (const auto& r : requests(log)) {
+    const std::string_view method = r.at("method").as_string(), path = r.at("path").as_string();
+    n += std::string_view(r.at("user_agent").as_string()).starts_with("canaryd") && (method == "PUT" || method == "PATCH") &&
+         path == "/apis/serving.knative.dev/v1/namespaces/demo/services/podinfo";
+  }
+  return n;
 }
 
 json::value spec_traffic(const json::value& k) {
@@ -156,10 +168,12 @@ double prom_value(const std::string& prom, const std::string& promql) {
 // kubesim with Prometheus and the published Knative CRDs (only the Knative Service's clients
 // send requests), Flagger's Knative Service ready at podinfo-00001, and canaryd.
 struct knative_cluster {
+  temp_dir tmp;
+  std::filesystem::path request_log = tmp.path() / "requests.jsonl";
   kubesim_instance sim;
   daemon_run d;
   bool ready = false;
-  knative_cluster() : sim(options()) {
+  knative_cluster() : sim(options(request_log)) {
     setup_cluster(sim);
     if (!install_published_crds(sim, "knative")) return;
     sim.kubectl_ok({"apply", "-f", "-"}, knative_service);
@@ -167,10 +181,10 @@ struct knative_cluster {
     d = start_canaryd(sim, {"-metrics-server", sim.prometheus_url()});
     ready = true;
   }
-  static kubesim_options options() {
+  static kubesim_options options(const std::filesystem::path& request_log) {
     kubesim_options ko;
     ko.prometheus = true;
-    ko.extra_args = {"--default-rps", "0"};
+    ko.extra_args = {"--default-rps", "0", "--request-log", request_log.string()};
     return ko;
   }
 };
@@ -203,6 +217,11 @@ TEST_CASE("Knative: a new revision is promoted through spec.traffic steps analys
   auto& sim = cluster.sim;
   initialize(sim, knative_canary("  revertOnDeletion: true\n"));
   canary_weight_watch watch(sim);
+  // Initialization writes the annotation and spec.traffic once. Knative's webhook stores the
+  // primary's entry with latestRevision: false spelled out; taking that for a change would write
+  // the same traffic again (as canaryd did before it compared in the defaulted form).
+  const auto writes_before = ksvc_writes(cluster.request_log);
+  CHECK(writes_before == 1);
 
   new_revision(sim);
   bool done = eventually(
@@ -220,6 +239,10 @@ TEST_CASE("Knative: a new revision is promoted through spec.traffic steps analys
   CHECK(has_event(evs, "Normal", "New revision detected! Scaling up podinfo.demo"));
   CHECK(has_event(evs, "Normal", "Copying podinfo.demo template spec to podinfo-primary.demo"));
   CHECK(has_event(evs, "Normal", "Promotion completed! Scaling down podinfo.demo"));
+  // One write per change: five weights, the annotation moved, the traffic back to 0.
+  const auto writes = ksvc_writes(cluster.request_log) - writes_before;
+  MESSAGE("canaryd's writes to the Knative Service during the rollout: " << writes);
+  CHECK(writes == 7);
 
   // Promotion moved the annotation; all traffic is on the new revision, as Knative reports it.
   const auto k = ksvc(sim);

@@ -7,7 +7,6 @@
 #include <boost/json.hpp>
 
 #include <csignal>
-#include <sstream>
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
@@ -35,14 +34,6 @@ std::string leader_identity_of(daemon_run& d, std::chrono::milliseconds limit) {
   auto line = d.proc->wait_for_line("became the leader", limit);
   if (!line) return {};
   return std::string(json::parse(*line).at("identity").as_string());
-}
-
-std::vector<json::object> requests(const std::filesystem::path& log) {
-  std::vector<json::object> out;
-  std::istringstream in(read_text(log));
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty()) out.push_back(json::parse(l).as_object());
-  return out;
 }
 
 // A canary that runs long enough to be interrupted: 20 iterations of 1 s.

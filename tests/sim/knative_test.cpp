@@ -154,6 +154,11 @@ TEST_CASE("a Knative Service gets its Configuration, Route and a Revision per te
            R"([{"latestRevision":true,"percent":0,"revisionName":"podinfo-00002"},{"latestRevision":false,"percent":100,"revisionName":"podinfo-00001"}])";
   }, 10s));
   CHECK(get(ks, "revisions.serving.knative.dev", "podinfo-00003").is_null());
+  // Knative's defaulting webhook spells out latestRevision on each entry, on the Service and on
+  // the Route it copies the traffic to.
+  const auto defaulted = R"([{"latestRevision":true,"percent":0},{"latestRevision":false,"percent":100,"revisionName":"podinfo-00001"}])";
+  CHECK(at(get(ks, "ksvc", "podinfo"), "/spec/traffic") == defaulted);
+  CHECK(eventually([&] { return at(get(ks, "routes.serving.knative.dev", "podinfo"), "/spec/traffic") == defaulted; }, 10s));
 
   // Deleting the Service takes the chain with it (ownerReferences).
   ks.kubectl_ok({"-n", "demo", "delete", "ksvc", "podinfo"});
