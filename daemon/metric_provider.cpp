@@ -118,6 +118,18 @@ std::int64_t unix_seconds(core::wall_time t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
+const std::string* credential(const provider_config& cfg, std::string_view key) {
+  if (!cfg.credentials) return nullptr;
+  auto it = cfg.credentials->find(std::string(key));
+  return it == cfg.credentials->end() ? nullptr : &it->second;
+}
+
+std::string health_verdict(const boost::system::result<http::response, std::string>& res) {
+  if (!res) return fmt::format("request failed: {}", res.error());
+  if (res->status != 200) return fmt::format("error response: {}", res->body);
+  return {};
+}
+
 }  // namespace provider_detail
 
 provider_result make_metric_provider(provider_env& env, const provider_config& cfg) {

@@ -154,6 +154,11 @@ std::string join_path(std::string_view base_path, std::string_view path);
 // The path of a URL ("" for none), or nullopt if it does not parse.
 std::optional<std::string> url_path(std::string_view url);
 std::int64_t unix_seconds(core::wall_time t);
+// The secret's value under `key`; null when the template names no secret or it lacks the key.
+const std::string* credential(const provider_config& cfg, std::string_view key);
+// What IsOnline says of a health query's answer, as Flagger words it: "" for a 200, else
+// "request failed: <why>" or "error response: <body>".
+std::string health_verdict(const boost::system::result<http::response, std::string>& res);
 }  // namespace provider_detail
 
 }  // namespace canaryd

@@ -46,9 +46,7 @@ class datadog_provider final : public metric_provider {
 
   asio::awaitable<std::string> is_online() override {
     auto res = co_await env_.send(address_, false, make_request("/api/v1/validate"), timeout);
-    if (!res) co_return fmt::format("request failed: {}", res.error());
-    if (res->status != 200) co_return fmt::format("error response: {}", res->body);
-    co_return std::string();
+    co_return health_verdict(res);
   }
 
  private:
@@ -72,17 +70,15 @@ class datadog_provider final : public metric_provider {
 provider_result make_datadog_provider(provider_env& env, const provider_config& cfg) {
   std::string address = cfg.spec.address.empty() ? default_address : cfg.spec.address;
   if (!url_path(address) || !http::parse_origin(address)) return fmt::format("datadog address {} is not a valid URL", address);
-  static const std::map<std::string, std::string> none;
-  const auto& creds = cfg.credentials ? *cfg.credentials : none;
-  auto api = creds.find("datadog_api_key");
-  if (api == creds.end()) return std::string("datadog credentials does not contain datadog_api_key");
-  auto app = creds.find("datadog_application_key");
-  if (app == creds.end()) return std::string("datadog credentials does not contain datadog_application_key");
+  const auto* api = credential(cfg, "datadog_api_key");
+  if (!api) return std::string("datadog credentials does not contain datadog_api_key");
+  const auto* app = credential(cfg, "datadog_application_key");
+  if (!app) return std::string("datadog credentials does not contain datadog_application_key");
   auto interval = parse_interval(cfg.interval);
   if (!interval) return interval.error();
   // int64(10 * md.Seconds()), as Flagger computes it.
   const auto from_delta = static_cast<std::int64_t>(10 * std::chrono::duration<double>(*interval).count());
-  return std::make_unique<datadog_provider>(env, std::move(address), api->second, app->second, from_delta);
+  return std::make_unique<datadog_provider>(env, std::move(address), *api, *app, from_delta);
 }
 
 }  // namespace canaryd

@@ -46,9 +46,7 @@ class dynatrace_provider final : public metric_provider {
 
   asio::awaitable<std::string> is_online() override {
     auto res = co_await env_.send(address_, false, make_request("/api/v2/metrics?pageSize=1"), timeout);
-    if (!res) co_return fmt::format("request failed: {}", res.error());
-    if (res->status != 200) co_return fmt::format("error response: {}", res->body);
-    co_return std::string();
+    co_return health_verdict(res);
   }
 
  private:
@@ -72,13 +70,11 @@ provider_result make_dynatrace_provider(provider_env& env, const provider_config
   if (!url_path(cfg.spec.address) || !http::parse_origin(cfg.spec.address)) {
     return fmt::format("dynatrace address {} is not a valid URL", cfg.spec.address);
   }
-  static const std::map<std::string, std::string> none;
-  const auto& creds = cfg.credentials ? *cfg.credentials : none;
-  auto token = creds.find("dynatrace_token");
-  if (token == creds.end()) return std::string("dynatrace credentials does not contain dynatrace_token");
+  const auto* token = credential(cfg, "dynatrace_token");
+  if (!token) return std::string("dynatrace credentials does not contain dynatrace_token");
   auto interval = parse_interval(cfg.interval);
   if (!interval) return interval.error();
-  return std::make_unique<dynatrace_provider>(env, cfg.spec.address, token->second, 10 * interval->count());
+  return std::make_unique<dynatrace_provider>(env, cfg.spec.address, *token, 10 * interval->count());
 }
 
 }  // namespace canaryd

@@ -41,9 +41,7 @@ class newrelic_provider final : public metric_provider {
 
   asio::awaitable<std::string> is_online() override {
     auto res = co_await env_.send(address_, false, make_request("SELECT * FROM Metric"), timeout);
-    if (!res) co_return fmt::format("request failed: {}", res.error());
-    if (res->status != 200) co_return fmt::format("error response: {}", res->body);
-    co_return std::string();
+    co_return health_verdict(res);
   }
 
  private:
@@ -68,16 +66,14 @@ class newrelic_provider final : public metric_provider {
 provider_result make_newrelic_provider(provider_env& env, const provider_config& cfg) {
   std::string address = cfg.spec.address.empty() ? default_address : cfg.spec.address;
   if (!url_path(address) || !http::parse_origin(address)) return fmt::format("newrelic address {} is not a valid URL", address);
-  static const std::map<std::string, std::string> none;
-  const auto& creds = cfg.credentials ? *cfg.credentials : none;
-  auto account = creds.find("newrelic_account_id");
-  if (account == creds.end()) return std::string("newrelic credentials does not contain the key 'newrelic_account_id'");
-  auto key = creds.find("newrelic_query_key");
-  if (key == creds.end()) return std::string("newrelic credentials does not contain the key 'newrelic_query_key'");
+  const auto* account = credential(cfg, "newrelic_account_id");
+  if (!account) return std::string("newrelic credentials does not contain the key 'newrelic_account_id'");
+  const auto* key = credential(cfg, "newrelic_query_key");
+  if (!key) return std::string("newrelic credentials does not contain the key 'newrelic_query_key'");
   auto interval = parse_interval(cfg.interval);
   if (!interval) return interval.error();
   const auto since = static_cast<std::int64_t>(std::chrono::duration<double>(*interval).count());
-  return std::make_unique<newrelic_provider>(env, std::move(address), account->second, key->second, since);
+  return std::make_unique<newrelic_provider>(env, std::move(address), *account, *key, since);
 }
 
 }  // namespace canaryd

@@ -419,9 +419,7 @@ class splunk_provider final : public metric_provider {
     req.headers.push_back({"X-SF-Token", token_});
     const std::string base = std::string(u->scheme()) + "://" + std::string(u->encoded_authority());
     auto res = co_await env_.send(base, false, std::move(req), timeout);
-    if (!res) co_return fmt::format("request failed: {}", res.error());
-    if (res->status != 200) co_return fmt::format("error response: {}", res->body);
-    co_return std::string();
+    co_return health_verdict(res);
   }
 
  private:
@@ -441,15 +439,13 @@ provider_result make_splunk_provider(provider_env& env, const provider_config& c
   // is replaced too, as Flagger replaces it).
   std::string stream_url = replace_first(replace_first(address + "/v2/signalflow", "http", "ws"), "api", "stream");
   std::string validation_url = replace_first(replace_first(address + "/v2/metric?limit=1", "ws", "http"), "stream", "api");
-  static const std::map<std::string, std::string> none;
-  const auto& creds = cfg.credentials ? *cfg.credentials : none;
-  auto token = creds.find("sf_token_key");
-  if (token == creds.end()) return std::string("splunk credentials does not contain sf_token_key");
+  const auto* token = credential(cfg, "sf_token_key");
+  if (!token) return std::string("splunk credentials does not contain sf_token_key");
   auto interval = parse_interval(cfg.interval);
   if (!interval) return interval.error();
   // int64(10 * md.Milliseconds()), as Flagger computes it.
   const std::int64_t from_delta_ms = 10 * interval->count();
-  return std::make_unique<splunk_provider>(env, std::move(stream_url), std::move(validation_url), token->second,
+  return std::make_unique<splunk_provider>(env, std::move(stream_url), std::move(validation_url), *token,
                                            from_delta_ms);
 }
 
