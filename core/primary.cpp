@@ -498,6 +498,15 @@ readiness with_prefix(readiness r, std::string_view name, std::string_view ns) {
   if (!r.is_ready()) r.message = fmt::format("{}.{} not ready: {}", name, ns, r.message);
   return r;
 }
+
+// The readiness of the canary's workload `name` of `kind` (its target or its primary): Flagger's
+// "not found" error when `status` is null, else judge(*status) as "<name>.<ns> not ready: ...".
+template <class Status, class Judge>
+readiness workload_readiness(const canary& c, workload_kind kind, const std::string& name, const Status* status,
+                             Judge judge) {
+  if (status == nullptr) return readiness::waiting(missing_workload_error(kind, name, c.metadata.namespace_));
+  return with_prefix(judge(*status), name, c.metadata.namespace_);
+}
 }  // namespace
 
 readiness canary_readiness(const canary& c, std::string_view target_json, wall_time now) {
@@ -508,17 +517,15 @@ readiness canary_readiness(const canary& c, std::string_view target_json, wall_t
 }
 
 readiness canary_readiness(const canary& c, const deployment_status* target, wall_time now) {
-  const auto& name = c.spec.target_ref.name;
-  if (target == nullptr) return readiness::waiting(missing_deployment_error(name, c.metadata.namespace_));
-  return with_prefix(deployment_readiness(*target, c.progress_deadline_seconds(), c.canary_ready_threshold(), now), name,
-                     c.metadata.namespace_);
+  return workload_readiness(c, workload_kind::deployment, c.spec.target_ref.name, target, [&](const auto& s) {
+    return deployment_readiness(s, c.progress_deadline_seconds(), c.canary_ready_threshold(), now);
+  });
 }
 
 readiness primary_readiness(const canary& c, const deployment_status* primary, wall_time now) {
-  const auto name = c.primary_workload_name();
-  if (primary == nullptr) return readiness::waiting(missing_deployment_error(name, c.metadata.namespace_));
-  return with_prefix(deployment_readiness(*primary, c.progress_deadline_seconds(), c.primary_ready_threshold(), now),
-                     name, c.metadata.namespace_);
+  return workload_readiness(c, workload_kind::deployment, c.primary_workload_name(), primary, [&](const auto& s) {
+    return deployment_readiness(s, c.progress_deadline_seconds(), c.primary_ready_threshold(), now);
+  });
 }
 
 readiness primary_readiness(const canary& c, std::string_view primary_json, wall_time now) {
@@ -720,17 +727,13 @@ readiness daemonset_readiness(const daemonset_status& d, const canary& c, int re
 }
 
 readiness daemonset_canary_readiness(const canary& c, const daemonset_status* target, wall_time now) {
-  const auto& name = c.spec.target_ref.name;
-  const auto& ns = c.metadata.namespace_;
-  if (target == nullptr) return readiness::waiting(missing_workload_error(workload_kind::daemonset, name, ns));
-  return with_prefix(daemonset_readiness(*target, c, c.canary_ready_threshold(), now), name, ns);
+  return workload_readiness(c, workload_kind::daemonset, c.spec.target_ref.name, target,
+                            [&](const auto& s) { return daemonset_readiness(s, c, c.canary_ready_threshold(), now); });
 }
 
 readiness daemonset_primary_readiness(const canary& c, const daemonset_status* primary, wall_time now) {
-  const auto name = c.primary_workload_name();
-  const auto& ns = c.metadata.namespace_;
-  if (primary == nullptr) return readiness::waiting(missing_workload_error(workload_kind::daemonset, name, ns));
-  return with_prefix(daemonset_readiness(*primary, c, c.primary_ready_threshold(), now), name, ns);
+  return workload_readiness(c, workload_kind::daemonset, c.primary_workload_name(), primary,
+                            [&](const auto& s) { return daemonset_readiness(s, c, c.primary_ready_threshold(), now); });
 }
 
 bool primary_matches_target(workload_kind kind, std::string_view target_json, std::string_view primary_json,
@@ -892,17 +895,13 @@ readiness statefulset_readiness(const statefulset_status& s, const canary& c, in
 }
 
 readiness statefulset_canary_readiness(const canary& c, const statefulset_status* target, wall_time now) {
-  const auto& name = c.spec.target_ref.name;
-  const auto& ns = c.metadata.namespace_;
-  if (target == nullptr) return readiness::waiting(missing_workload_error(workload_kind::statefulset, name, ns));
-  return with_prefix(statefulset_readiness(*target, c, c.canary_ready_threshold(), now), name, ns);
+  return workload_readiness(c, workload_kind::statefulset, c.spec.target_ref.name, target,
+                            [&](const auto& s) { return statefulset_readiness(s, c, c.canary_ready_threshold(), now); });
 }
 
 readiness statefulset_primary_readiness(const canary& c, const statefulset_status* primary, wall_time now) {
-  const auto name = c.primary_workload_name();
-  const auto& ns = c.metadata.namespace_;
-  if (primary == nullptr) return readiness::waiting(missing_workload_error(workload_kind::statefulset, name, ns));
-  return with_prefix(statefulset_readiness(*primary, c, c.primary_ready_threshold(), now), name, ns);
+  return workload_readiness(c, workload_kind::statefulset, c.primary_workload_name(), primary,
+                            [&](const auto& s) { return statefulset_readiness(s, c, c.primary_ready_threshold(), now); });
 }
 
 text_result<std::optional<std::string>> make_primary_governing_service(const canary& c, std::string_view governing_json,
